@@ -1,0 +1,3 @@
+//! Central Lambda; built in a later change.
+
+fn main() {}
