@@ -1,6 +1,12 @@
 //! The `edgealert` command: the host agent and the tools rule authors use.
 
 mod commands;
+mod logging;
+mod pipeline;
+mod reload;
+mod run;
+mod settings;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +20,9 @@ pub const DEFAULT_CONF_DIR: &str = "/etc/edgealert";
 #[derive(Debug, Parser)]
 #[command(name = "edgealert", version, about, long_about = None)]
 struct Cli {
+    /// Log format: `auto` (text on a terminal, journald-friendly under systemd), `text` or `json`.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Auto)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +35,10 @@ enum Command {
     Validate(commands::validate::Args),
     /// Classifies and evaluates every line of log files and prints alerts as JSON lines.
     Replay(commands::replay::Args),
+    /// Runs the agent: follows the osquery logs until SIGTERM or SIGINT.
+    Run(run::Args),
+    /// Shows what the running agent is doing.
+    Status(status::Args),
 }
 
 /// Options shared by every command.
@@ -42,6 +55,11 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::run(&args),
         Command::Validate(args) => commands::validate::run(&args),
         Command::Replay(args) => commands::replay::run(&args),
+        Command::Run(args) => {
+            logging::init(cli.log_format);
+            run::run(&args)
+        }
+        Command::Status(args) => status::run(&args),
     };
     match result {
         Ok(code) => code,

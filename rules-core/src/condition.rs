@@ -269,8 +269,15 @@ impl Predicate {
     }
 }
 
+/// Lowercases `text` one character at a time and maps final sigma `ς` to `σ`, as Unicode
+/// case folding does. `str::to_lowercase` is not used because it turns a word-final `Σ` into
+/// `ς`, so `"ΟΔΟΣ"` would not contain `"Σ"`. Folding each character on its own keeps every
+/// case-sensitive match a match.
 fn fold(text: &str) -> String {
-    text.to_lowercase()
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .collect()
 }
 
 fn ip_in(value: &Value, networks: &[IpNet]) -> bool {
@@ -279,10 +286,15 @@ fn ip_in(value: &Value, networks: &[IpNet]) -> bool {
     };
     // osquery writes IPv6 scope ids (`fe80::1%eth0`); the zone does not change the address.
     let address = text.split('%').next().unwrap_or(text);
-    match address.parse::<IpAddr>() {
-        Ok(ip) => networks.iter().any(|network| network.contains(&ip)),
-        Err(_) => false,
-    }
+    let Ok(ip) = address.parse::<IpAddr>() else {
+        return false;
+    };
+    // A dual-stack socket reports an IPv4 peer as `::ffff:10.1.2.3`, which an IPv4 network
+    // must contain too.
+    let canonical = ip.to_canonical();
+    networks
+        .iter()
+        .any(|network| network.contains(&ip) || network.contains(&canonical))
 }
 
 fn compare(value: &Value, comparison: Comparison, operand: Number) -> bool {

@@ -200,8 +200,9 @@ fn lookup<'a>(mut value: &'a Value, path: &[String]) -> Option<&'a Value> {
 ///
 /// Records of the `osquery` log family are exploded by shape: `diffResults` gives one event
 /// per removed row (action `removed`) followed by one per added row (`added`), `snapshot`
-/// one per row (`snapshot`), and `columns` one event. Any other record is one event without
-/// a row. Rows that are not JSON objects are skipped, because osquery never writes them.
+/// one per row (`snapshot`), and `columns` one event. An empty row list written as `""` (by
+/// osquery's aws_kinesis logger) gives no events. Any other record is one event without a
+/// row. Rows that are not JSON objects are skipped, because osquery never writes them.
 pub fn events<'a>(log_type: &'a str, record: &'a Value) -> Vec<Event<'a>> {
     let whole = Event {
         log_type,
@@ -218,7 +219,9 @@ pub fn events<'a>(log_type: &'a str, record: &'a Value) -> Vec<Event<'a>> {
         push_rows(&mut out, whole, diff.get("added"), &ADDED);
         return out;
     }
-    if let Some(snapshot) = record.get("snapshot").filter(|value| value.is_array()) {
+    // osquery's aws_kinesis logger writes an empty snapshot array as "".
+    let is_rows = |value: &&Value| value.is_array() || value.as_str() == Some("");
+    if let Some(snapshot) = record.get("snapshot").filter(is_rows) {
         let mut out = Vec::new();
         push_rows(&mut out, whole, Some(snapshot), &SNAPSHOT);
         return out;
@@ -318,6 +321,15 @@ mod tests {
         let value = events[1].to_value();
         assert_eq!(value["columns"]["a"], "2");
         assert!(value.get("snapshot").is_none());
+    }
+
+    #[test]
+    fn events_of_empty_kinesis_snapshot_are_none() {
+        let record: Value = serde_json::from_str(
+            r#"{"name":"q","snapshot":"","action":"snapshot","log_type":"result"}"#,
+        )
+        .unwrap();
+        assert!(events("osquery:snapshot", &record).is_empty());
     }
 
     #[test]

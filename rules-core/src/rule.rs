@@ -358,11 +358,33 @@ impl RuleSet {
         self.rules.iter().find(|rule| rule.name() == name)
     }
 
-    /// Evaluates every rule that can match `event` and returns the names of those that
-    /// matched, in rule order, without building alerts.
+    /// Evaluates every rule that can match `event` and returns those that matched, in rule
+    /// order, without building alerts.
     pub fn matching<'r>(&'r self, event: &Event<'_>) -> Vec<&'r Rule> {
-        let mut positions = self.candidates(event);
-        positions.retain(|&position| self.rules[position].condition.matches(event));
+        let mut positions = Vec::new();
+        let Some(entry) = self.index.get(event.log_type) else {
+            return Vec::new();
+        };
+        let query = event.query_name();
+        let exact = query.and_then(|query| entry.by_query.get(query));
+        let patterned = entry
+            .patterned
+            .iter()
+            .filter(|&&position| self.rules[position].reads_query(query));
+        let candidates = entry
+            .any_query
+            .iter()
+            .chain(exact.into_iter().flatten())
+            .chain(patterned);
+        for &position in candidates {
+            if self.rules[position].condition.matches(event) {
+                positions.push(position);
+            }
+        }
+        if positions.len() > 1 {
+            positions.sort_unstable();
+            positions.dedup();
+        }
         positions
             .into_iter()
             .map(|position| &self.rules[position])
@@ -375,25 +397,6 @@ impl RuleSet {
             .into_iter()
             .map(|rule| Alert::new(rule, event))
             .collect()
-    }
-
-    fn candidates(&self, event: &Event<'_>) -> Vec<usize> {
-        let Some(entry) = self.index.get(event.log_type) else {
-            return Vec::new();
-        };
-        let query = event.query_name();
-        let mut positions: Vec<usize> = entry.any_query.clone();
-        if let Some(exact) = query.and_then(|query| entry.by_query.get(query)) {
-            positions.extend_from_slice(exact);
-        }
-        for &position in &entry.patterned {
-            if self.rules[position].reads_query(query) {
-                positions.push(position);
-            }
-        }
-        positions.sort_unstable();
-        positions.dedup();
-        positions
     }
 }
 

@@ -1,0 +1,473 @@
+//! `edgealert run`: the host service.
+//!
+//! Threads and tasks, joined by bounded channels:
+//!
+//! - the tail thread owns the [`Tailer`]: it reads when inotify or the safety-net timer wakes
+//!   it, sends batches to the pipeline, applies acknowledgements and writes checkpoints;
+//! - the pipeline thread classifies and evaluates each batch, writes alerts and records to
+//!   the sinks, and only then acknowledges the batch, so a checkpoint never moves past a
+//!   line whose alerts and record were not written;
+//! - tokio tasks handle signals, configuration reload and the status file.
+//!
+//! Memory is bounded by the tailer's `max_unacked_bytes`: when sinks are slow, acks stop,
+//! the tailer stops reading and the log file on disk is the buffer.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rules_core::Config;
+use tailer::{Position, TailEvent, Tailer, TailerConfig};
+
+use crate::pipeline::{Pipeline, Processed};
+use crate::settings::{self, AgentSettings};
+use crate::status::{self, StatusFile};
+
+/// Arguments of `edgealert run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub conf: crate::ConfArgs,
+    /// State directory for checkpoints, status and local outputs (overrides agent.json).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Messages to the tail thread.
+enum TailMessage {
+    /// A file may have changed.
+    Wake,
+    /// The sinks accepted these positions.
+    Ack(Vec<Position>),
+}
+
+/// State shared between the threads, the tasks and the status writer.
+pub(crate) struct Shared {
+    config: RwLock<Arc<Config>>,
+    config_generation: std::sync::atomic::AtomicU64,
+    shutdown: AtomicBool,
+    status: Mutex<StatusFile>,
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(args: &Args) -> Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(service(args))
+}
+
+async fn service(args: &Args) -> Result<std::process::ExitCode> {
+    let config = Arc::new(crate::commands::load_config(&args.conf)?);
+    let settings = AgentSettings::load(&args.conf.dir).with_context(|| {
+        format!(
+            "invalid {}",
+            args.conf.dir.join(settings::FILE_NAME).display()
+        )
+    })?;
+    let state_dir = settings::state_dir(args.state_dir.as_deref(), &settings)?;
+    create_private_dir(&state_dir)?;
+    let host = nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+
+    let tailer =
+        Tailer::open(tailer_config(&settings, &state_dir)).context("cannot start the tailer")?;
+    let sinks = Sinks::open(&settings, &state_dir)?;
+    let shared = Arc::new(Shared {
+        config: RwLock::new(Arc::clone(&config)),
+        config_generation: Default::default(),
+        shutdown: AtomicBool::new(false),
+        status: Mutex::new(StatusFile::new(&state_dir, &config, &sinks.describe())),
+    });
+    tracing::info!(
+        conf = %args.conf.dir.display(),
+        state_dir = %state_dir.display(),
+        config_digest = %config.digest,
+        files = settings.files.len(),
+        "Agent started."
+    );
+
+    let (tail_tx, tail_rx) = std::sync::mpsc::channel::<TailMessage>();
+    let (batch_tx, batch_rx) = std::sync::mpsc::sync_channel::<Vec<TailEvent>>(4);
+    let wake_tx = tail_tx.clone();
+    let _watcher = tailer::Watcher::new(&settings.files, move || {
+        let _ = wake_tx.send(TailMessage::Wake);
+    })
+    .context("cannot watch the log directories")?;
+
+    let pipeline = Pipeline::new(config, settings.source(), host);
+    let tail_thread = spawn_tail_thread(tailer, &settings, Arc::clone(&shared), tail_rx, batch_tx)?;
+    let pipeline_thread = spawn_pipeline_thread(
+        pipeline,
+        sinks,
+        Arc::clone(&shared),
+        batch_rx,
+        tail_tx.clone(),
+    )?;
+
+    let status_task = tokio::spawn(status::write_periodically(
+        state_dir.clone(),
+        Arc::clone(&shared),
+    ));
+    let reload_task = tokio::spawn(crate::reload::watch(
+        args.conf.dir.clone(),
+        Arc::clone(&shared),
+    ));
+
+    wait_for_shutdown_signal().await?;
+    tracing::info!("Shutdown requested; flushing sinks and writing the final checkpoint.");
+    shared.shutdown.store(true, Ordering::SeqCst);
+    let _ = tail_tx.send(TailMessage::Wake);
+    drop(tail_tx);
+
+    let joined =
+        tokio::task::spawn_blocking(move || (tail_thread.join(), pipeline_thread.join())).await?;
+    reload_task.abort();
+    status_task.abort();
+    status::write_now(&state_dir, &shared);
+    match joined {
+        (Ok(Ok(())), Ok(())) => {
+            tracing::info!("Agent stopped.");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        (Ok(Err(error)), _) => Err(error.context("the tail thread failed")),
+        _ => anyhow::bail!("a worker thread panicked"),
+    }
+}
+
+fn tailer_config(settings: &AgentSettings, state_dir: &Path) -> TailerConfig {
+    let mut config = TailerConfig::new(settings.files.clone(), state_dir.join("checkpoints.json"));
+    config.start_at = match settings.start_at {
+        settings::StartAt::Beginning => tailer::StartAt::Beginning,
+        settings::StartAt::End => tailer::StartAt::End,
+    };
+    config.max_line_bytes = usize::try_from(settings.max_line_bytes).unwrap_or(usize::MAX);
+    config.max_unacked_bytes = usize::try_from(settings.max_unacked_bytes).unwrap_or(usize::MAX);
+    config
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create state directory {}", dir.display()))
+}
+
+async fn wait_for_shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+fn spawn_tail_thread(
+    mut tailer: Tailer,
+    settings: &AgentSettings,
+    shared: Arc<Shared>,
+    inbox: Receiver<TailMessage>,
+    batches: std::sync::mpsc::SyncSender<Vec<TailEvent>>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let stat_interval = Duration::from_millis(settings.stat_interval_ms);
+    let checkpoint_interval = Duration::from_millis(settings.checkpoint_interval_ms);
+    let shutdown_timeout = Duration::from_millis(settings.shutdown_timeout_ms);
+    std::thread::Builder::new()
+        .name("tail".into())
+        .spawn(move || {
+            let mut loop_state = TailLoop { last_checkpoint: Instant::now(), dirty: false, shutdown_deadline: None };
+            let result = loop_state.run(&mut tailer, &shared, &inbox, &batches, stat_interval, checkpoint_interval, shutdown_timeout);
+            if let Err(error) = tailer.write_checkpoint() {
+                tracing::error!(error = %error, "Final checkpoint write failed; lines since the last checkpoint will be read again.");
+            }
+            update_file_status(&tailer, &shared);
+            result
+        })
+        .context("cannot start the tail thread")
+}
+
+struct TailLoop {
+    last_checkpoint: Instant,
+    dirty: bool,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl TailLoop {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        tailer: &mut Tailer,
+        shared: &Shared,
+        inbox: &Receiver<TailMessage>,
+        batches: &std::sync::mpsc::SyncSender<Vec<TailEvent>>,
+        stat_interval: Duration,
+        checkpoint_interval: Duration,
+        shutdown_timeout: Duration,
+    ) -> Result<()> {
+        let mut pending_read = true;
+        loop {
+            let timeout = if pending_read {
+                Duration::ZERO
+            } else {
+                stat_interval.min(checkpoint_interval)
+            };
+            match inbox.recv_timeout(timeout) {
+                Ok(message) => self.apply(tailer, message),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            while let Ok(message) = inbox.try_recv() {
+                self.apply(tailer, message);
+            }
+            self.maybe_checkpoint(tailer, checkpoint_interval);
+            update_file_status(tailer, shared);
+
+            if shared.shutdown.load(Ordering::SeqCst) {
+                let deadline = *self
+                    .shutdown_deadline
+                    .get_or_insert_with(|| Instant::now() + shutdown_timeout);
+                if tailer.unacked_bytes() == 0 {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        unacked_bytes = tailer.unacked_bytes(),
+                        "Shutdown deadline passed with unacknowledged lines; they will be read again at start."
+                    );
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let events = match tailer.poll() {
+                Ok(events) => events,
+                Err(error) => {
+                    tracing::error!(error = %error, "Reading the log files failed; retrying.");
+                    set_last_error(shared, format!("tailer: {error}"));
+                    pending_read = false;
+                    continue;
+                }
+            };
+            pending_read = tailer.has_more();
+            if !events.is_empty() && batches.send(events).is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn apply(&mut self, tailer: &mut Tailer, message: TailMessage) {
+        if let TailMessage::Ack(positions) = message {
+            for position in &positions {
+                tailer.ack(position);
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn maybe_checkpoint(&mut self, tailer: &mut Tailer, interval: Duration) {
+        if !self.dirty || self.last_checkpoint.elapsed() < interval {
+            return;
+        }
+        match tailer.write_checkpoint() {
+            Ok(()) => {
+                self.dirty = false;
+                self.last_checkpoint = Instant::now();
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "Checkpoint write failed; retrying at the next interval.");
+                self.last_checkpoint = Instant::now();
+            }
+        }
+    }
+}
+
+fn update_file_status(tailer: &Tailer, shared: &Shared) {
+    if let Ok(mut status) = shared.status.lock() {
+        status.set_files(&tailer.status());
+    }
+}
+
+fn set_last_error(shared: &Shared, error: String) {
+    if let Ok(mut status) = shared.status.lock() {
+        status.last_error = Some(error);
+    }
+}
+
+fn spawn_pipeline_thread(
+    mut pipeline: Pipeline,
+    mut sinks: Sinks,
+    shared: Arc<Shared>,
+    batches: Receiver<Vec<TailEvent>>,
+    acks: Sender<TailMessage>,
+) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let mut generation = 0u64;
+            while let Ok(batch) = batches.recv() {
+                let current = shared.config_generation.load(Ordering::SeqCst);
+                if current != generation {
+                    if let Ok(config) = shared.config.read() {
+                        pipeline.set_config(Arc::clone(&config));
+                    }
+                    generation = current;
+                }
+                let processed = pipeline.process(batch);
+                deliver(&mut sinks, processed, &acks, &shared);
+                if let Ok(mut status) = shared.status.lock() {
+                    status.counters = pipeline.counters.clone();
+                    status.config_digest = pipeline.config().digest.clone();
+                }
+            }
+        })
+        .context("cannot start the pipeline thread")
+}
+
+/// Writes a batch to the sinks, retrying until it succeeds, then acknowledges it.
+fn deliver(sinks: &mut Sinks, processed: Processed, acks: &Sender<TailMessage>, shared: &Shared) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match sinks.write(&processed) {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "Writing to a local sink failed; holding the batch and retrying.");
+                set_last_error(shared, format!("sink: {error:#}"));
+                if shared.shutdown.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let _ = acks.send(TailMessage::Ack(processed.acks));
+}
+
+/// Local JSON-lines outputs: alerts, and optionally every record.
+struct Sinks {
+    alerts_path: PathBuf,
+    alerts: File,
+    alerts_stdout: bool,
+    records: Option<(PathBuf, File)>,
+}
+
+impl Sinks {
+    fn open(settings: &AgentSettings, state_dir: &Path) -> Result<Sinks> {
+        let alerts_path = settings
+            .alerts
+            .file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("alerts.jsonl"));
+        let alerts = append(&alerts_path)?;
+        let records = match &settings.records_file {
+            Some(path) => Some((path.clone(), append(path)?)),
+            None => None,
+        };
+        Ok(Sinks {
+            alerts_path,
+            alerts,
+            alerts_stdout: settings.alerts.stdout,
+            records,
+        })
+    }
+
+    fn describe(&self) -> Vec<(String, String)> {
+        let mut sinks = vec![("alerts".to_owned(), self.alerts_path.display().to_string())];
+        if let Some((path, _)) = &self.records {
+            sinks.push(("records".to_owned(), path.display().to_string()));
+        }
+        sinks
+    }
+
+    fn write(&mut self, processed: &Processed) -> Result<()> {
+        if let (Some((path, file)), false) = (&mut self.records, processed.records.is_empty()) {
+            let mut buffer = Vec::new();
+            for record in &processed.records {
+                buffer.extend_from_slice(record);
+                buffer.push(b'\n');
+            }
+            file.write_all(&buffer)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            file.sync_data()
+                .with_context(|| format!("cannot sync {}", path.display()))?;
+        }
+        if processed.alerts.is_empty() {
+            return Ok(());
+        }
+        let mut buffer = Vec::new();
+        for alert in &processed.alerts {
+            serde_json::to_writer(&mut buffer, alert)?;
+            buffer.push(b'\n');
+        }
+        self.alerts
+            .write_all(&buffer)
+            .with_context(|| format!("cannot write {}", self.alerts_path.display()))?;
+        self.alerts
+            .sync_data()
+            .with_context(|| format!("cannot sync {}", self.alerts_path.display()))?;
+        if self.alerts_stdout {
+            std::io::stdout().lock().write_all(&buffer)?;
+        }
+        for alert in &processed.alerts {
+            tracing::info!(rule = %alert.rule, alert_id = %alert.alert_id, host = alert.host.as_deref().unwrap_or("-"), "Rule matched.");
+        }
+        Ok(())
+    }
+}
+
+fn append(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open {} for appending", path.display()))
+}
+
+impl Shared {
+    /// Returns the active configuration's digest.
+    pub(crate) fn digest(&self) -> String {
+        self.config
+            .read()
+            .map(|config| config.digest.clone())
+            .unwrap_or_default()
+    }
+
+    /// Swaps in a validated configuration; the pipeline uses it from its next batch.
+    pub(crate) fn install(&self, config: Config) {
+        if let Ok(mut active) = self.config.write() {
+            *active = Arc::new(config);
+            self.config_generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Records the last error for `edgealert status`.
+    pub(crate) fn record_error(&self, error: String) {
+        set_last_error(self, error);
+    }
+
+    /// Returns a copy of the status for the status file.
+    pub(crate) fn status_snapshot(&self) -> Option<StatusFile> {
+        self.status.lock().ok().map(|status| status.clone())
+    }
+
+    /// Runs `update` on the status.
+    pub(crate) fn update_status(&self, update: impl FnOnce(&mut StatusFile)) {
+        if let Ok(mut status) = self.status.lock() {
+            update(&mut status);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Agent settings: `agent.json` in the configuration directory.
+
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use rules_core::{ConfigError, ConfigErrors, Source};
+
+/// Settings of `edgealert run`, read from `DIR/agent.json`. Every key is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    /// Files to follow.
+    pub files: Vec<PathBuf>,
+    /// Source in `sources.json` whose log types the files may carry, as `service:resource`.
+    pub source: String,
+    /// State directory for checkpoints, status and local outputs. Default: systemd's
+    /// `$STATE_DIRECTORY`, otherwise the platform data directory.
+    pub state_dir: Option<PathBuf>,
+    /// Where to start in a file that has no checkpoint: `beginning` or `end`.
+    pub start_at: StartAt,
+    /// Longest line read, in bytes; longer lines are skipped and reported.
+    pub max_line_bytes: u64,
+    /// Bytes read but not yet accepted by every sink before reading pauses.
+    pub max_unacked_bytes: u64,
+    /// Interval of the safety-net check for file changes, in milliseconds. inotify wakes the
+    /// agent sooner on every change.
+    pub stat_interval_ms: u64,
+    /// Interval between checkpoint writes, in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Time allowed to flush sinks on shutdown, in milliseconds.
+    pub shutdown_timeout_ms: u64,
+    /// Local alert output.
+    pub alerts: AlertOutput,
+    /// Optional local copy of every record (original bytes, one per line) and internal event.
+    pub records_file: Option<PathBuf>,
+}
+
+/// Where to start in a file without a checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Read the existing content.
+    #[default]
+    Beginning,
+    /// Skip the existing content.
+    End,
+}
+
+/// Local alert output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertOutput {
+    /// JSON-lines file of alerts; default `STATE_DIR/alerts.jsonl`.
+    pub file: Option<PathBuf>,
+    /// Also print alerts on standard output.
+    pub stdout: bool,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            files: vec![
+                PathBuf::from("/var/log/osquery/osqueryd.results.log"),
+                PathBuf::from("/var/log/osquery/osqueryd.snapshots.log"),
+            ],
+            source: "file:osquery".to_owned(),
+            state_dir: None,
+            start_at: StartAt::Beginning,
+            max_line_bytes: 16 << 20,
+            max_unacked_bytes: 64 << 20,
+            stat_interval_ms: 2_000,
+            checkpoint_interval_ms: 1_000,
+            shutdown_timeout_ms: 10_000,
+            alerts: AlertOutput::default(),
+            records_file: None,
+        }
+    }
+}
+
+/// File name of the agent settings inside the configuration directory.
+pub const FILE_NAME: &str = "agent.json";
+
+impl AgentSettings {
+    /// Loads `DIR/agent.json`; a missing file means all defaults.
+    pub fn load(dir: &Path) -> Result<AgentSettings, ConfigErrors> {
+        let path = dir.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(AgentSettings::default());
+            }
+            Err(error) => return Err(single(&path, "$", format!("cannot read: {error}"))),
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        let settings: AgentSettings =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let text = error.path().to_string();
+                let json_path = if text == "." {
+                    "$".to_owned()
+                } else {
+                    format!("$.{text}")
+                };
+                single(&path, json_path, error.inner().to_string())
+            })?;
+        settings.validate(&path)?;
+        Ok(settings)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut error = |key: &str, message: String| {
+            errors.push(ConfigError::new(path, format!("$.{key}"), message))
+        };
+        if self.files.is_empty() {
+            error(
+                "files",
+                "no files to follow: list at least one osquery log".to_owned(),
+            );
+        }
+        for (index, file) in self.files.iter().enumerate() {
+            if !file.is_absolute() {
+                error(
+                    &format!("files[{index}]"),
+                    format!("path {} must be absolute", file.display()),
+                );
+            }
+        }
+        if Source::parse(&self.source).is_none() {
+            error(
+                "source",
+                format!(
+                    "invalid source {:?}: expected service:resource, such as \"file:osquery\"",
+                    self.source
+                ),
+            );
+        }
+        if self.max_line_bytes < 1024 {
+            error(
+                "max_line_bytes",
+                format!("{} is below the minimum of 1024 bytes", self.max_line_bytes),
+            );
+        }
+        if self.max_unacked_bytes < self.max_line_bytes {
+            error(
+                "max_unacked_bytes",
+                "must be at least max_line_bytes".to_owned(),
+            );
+        }
+        for (key, value) in [
+            ("stat_interval_ms", self.stat_interval_ms),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            ("shutdown_timeout_ms", self.shutdown_timeout_ms),
+        ] {
+            if value == 0 {
+                error(key, "must be at least 1 millisecond".to_owned());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Returns the source as parsed by [`Source::parse`]; validated at load.
+    pub fn source(&self) -> Source {
+        Source::parse(&self.source).unwrap_or_else(|| Source::new("file", "osquery"))
+    }
+}
+
+fn single(path: &Path, json_path: impl Into<String>, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError::new(path, json_path, message)])
+}
+
+/// Resolves the state directory: the flag, then `agent.json`, then systemd's
+/// `$STATE_DIRECTORY` (its first entry), then the platform data directory.
+pub fn state_dir(flag: Option<&Path>, settings: &AgentSettings) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag.or(settings.state_dir.as_deref()) {
+        return Ok(dir.to_path_buf());
+    }
+    if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
+        let first = dirs
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if !first.is_empty() {
+            return Ok(PathBuf::from(first));
+        }
+    }
+    let project = directories::ProjectDirs::from("", "", "edgealert").ok_or_else(|| {
+        anyhow::anyhow!("no home directory to derive a state directory from: pass --state-dir")
+    })?;
+    Ok(project.data_dir().to_path_buf())
+}

@@ -1,0 +1,243 @@
+//! The status file (`STATE_DIR/status.json`) and `edgealert status`.
+//!
+//! The running agent rewrites the file atomically every second; `edgealert status` reads it,
+//! so reporting needs no open port.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::Counters;
+use crate::run::Shared;
+
+/// File name of the status file in the state directory.
+pub const FILE_NAME: &str = "status.json";
+
+/// What the running agent reports about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusFile {
+    /// Process id of the agent.
+    pub pid: u32,
+    /// Agent version.
+    pub version: String,
+    /// Start time, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// Time of this snapshot, seconds since the Unix epoch.
+    pub updated_at: u64,
+    /// Configuration directory.
+    pub config_dir: PathBuf,
+    /// SHA-256 digest of the active configuration.
+    pub config_digest: String,
+    /// Followed files.
+    pub files: Vec<FileReport>,
+    /// Pipeline counters.
+    pub counters: Counters,
+    /// Sinks by role and destination.
+    pub sinks: Vec<(String, String)>,
+    /// Most recent error, if any.
+    pub last_error: Option<String>,
+}
+
+/// One followed file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileReport {
+    /// The configured path.
+    pub followed_path: PathBuf,
+    /// The path the file is read from (a rotated file keeps its new name).
+    pub path: PathBuf,
+    /// `live`, `rotated`, `archive` or `finished`.
+    pub role: String,
+    /// Bytes read.
+    pub read_offset: u64,
+    /// Bytes acknowledged by every sink (the checkpoint).
+    pub acked_offset: u64,
+    /// Current size, when known.
+    pub size: Option<u64>,
+    /// Bytes written by osquery but not yet read.
+    pub lag_bytes: Option<u64>,
+    /// Lines read from this file.
+    pub lines: u64,
+    /// Problems found in this file.
+    pub problems: u64,
+}
+
+impl StatusFile {
+    /// Creates the status of an agent starting now.
+    pub fn new(
+        _state_dir: &Path,
+        config: &rules_core::Config,
+        sinks: &[(String, String)],
+    ) -> StatusFile {
+        let now = unix_now();
+        StatusFile {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: now,
+            updated_at: now,
+            config_dir: config.dir.clone(),
+            config_digest: config.digest.clone(),
+            files: Vec::new(),
+            counters: Counters::default(),
+            sinks: sinks.to_vec(),
+            last_error: None,
+        }
+    }
+
+    /// Replaces the file reports with the tailer's status.
+    pub fn set_files(&mut self, files: &[tailer::FileStatus]) {
+        self.files = files
+            .iter()
+            .map(|file| FileReport {
+                followed_path: file.followed_path.clone(),
+                path: file.path.clone(),
+                role: format!("{:?}", file.role).to_lowercase(),
+                read_offset: file.read_offset,
+                acked_offset: file.acked_offset,
+                size: file.size,
+                lag_bytes: file.lag_bytes,
+                lines: file.counters.lines,
+                problems: file.counters.problems,
+            })
+            .collect();
+    }
+}
+
+/// Writes the status file every second until the task is aborted.
+pub async fn write_periodically(state_dir: PathBuf, shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        write_now(&state_dir, &shared);
+    }
+}
+
+/// Writes the status file once, atomically.
+pub fn write_now(state_dir: &Path, shared: &Shared) {
+    let Some(mut status) = shared.status_snapshot() else {
+        return;
+    };
+    status.updated_at = unix_now();
+    if let Err(error) = write_atomically(&state_dir.join(FILE_NAME), &status) {
+        tracing::warn!(error = %format!("{error:#}"), "Writing the status file failed.");
+    }
+}
+
+fn write_atomically(path: &Path, status: &StatusFile) -> Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    serde_json::to_writer_pretty(&mut file, status)?;
+    file.write_all(b"\n")?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|duration| duration.as_secs())
+        .unwrap_or_default()
+}
+
+/// Arguments of `edgealert status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    conf: crate::ConfArgs,
+    /// State directory of the agent (default: as `run` resolves it).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Print the raw status JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints the running agent's status; exit 1 when no agent is running.
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let settings = crate::settings::AgentSettings::load(&args.conf.dir).unwrap_or_default();
+    let state_dir = crate::settings::state_dir(args.state_dir.as_deref(), &settings)?;
+    let path = state_dir.join(FILE_NAME);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "no status at {}: is the agent running with this state directory?",
+            path.display()
+        )
+    })?;
+    let status: StatusFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("invalid status file {}", path.display()))?;
+    let running = process_alive(status.pid) && unix_now().saturating_sub(status.updated_at) <= 10;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&bytes).trim_end());
+    } else {
+        print_status(&status, running);
+    }
+    Ok(if running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn print_status(status: &StatusFile, running: bool) {
+    let state = if running {
+        "running"
+    } else {
+        "NOT RUNNING (last report shown)"
+    };
+    println!("edgealert {} pid {}: {state}", status.version, status.pid);
+    println!(
+        "config: {} digest {}",
+        status.config_dir.display(),
+        status.config_digest
+    );
+    println!(
+        "updated: {}s ago",
+        unix_now().saturating_sub(status.updated_at)
+    );
+    for file in &status.files {
+        let lag = file.lag_bytes.map_or("?".to_owned(), |lag| lag.to_string());
+        println!(
+            "file {} ({}, {}): read {} acked {} lag {} bytes, {} lines, {} problems",
+            file.followed_path.display(),
+            file.role,
+            file.path.display(),
+            file.read_offset,
+            file.acked_offset,
+            lag,
+            file.lines,
+            file.problems
+        );
+    }
+    let counters = &status.counters;
+    println!(
+        "records: {} lines, {} records, {} rows, {} alerts, {} extra keys, {} bytes possibly lost",
+        counters.lines,
+        counters.records,
+        counters.rows,
+        counters.alerts,
+        counters.extra_keys,
+        counters.possibly_lost_bytes
+    );
+    for (reason, count) in &counters.internal_events {
+        println!("internal event {reason}: {count}");
+    }
+    for (role, destination) in &status.sinks {
+        println!("sink {role}: {destination}");
+    }
+    if let Some(error) = &status.last_error {
+        println!("last error: {error}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Reconstruction of a followed path's state from the checkpoint when the tailer opens.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::assembler::LineAssembler;
+use crate::checkpoint::{Entry, EntryState};
+use crate::follow::{Followed, stream_from_candidate};
+use crate::siblings::{Candidate, open_candidate, open_rotated};
+use crate::source::Source;
+use crate::stream::{ReadContext, Role, Stream};
+use crate::{Position, Problem, ProblemKind, StartAt, StreamId, TailEvent, TailerConfig};
+
+/// Opens the live file and the rotated files of `path`, oldest first, live last.
+fn open_all(path: &Path) -> Vec<Candidate> {
+    let (mut candidates, failures) = open_rotated(path);
+    for (failed, error) in failures {
+        tracing::warn!(path = %failed.display(), %error, "Failed to inspect a rotated file; skipping it.");
+    }
+    match open_candidate(0, path, false) {
+        Ok(live) => candidates.push(live),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "Failed to open a followed file; retrying on the next poll.");
+        }
+    }
+    candidates
+}
+
+/// Builds the state of a path the checkpoint has never seen.
+///
+/// Rotated files that already exist are marked done: like the lines before `start_at`,
+/// they predate the tailer. The live file starts at `config.start_at`.
+pub(crate) fn first_start(path: &Path, config: &TailerConfig) -> Followed {
+    let mut followed = Followed::new(path);
+    for candidate in open_all(path) {
+        if candidate.index > 0 {
+            followed.mark_done(candidate.path.clone(), candidate.identity());
+            continue;
+        }
+        let (offset, skipping) = match config.start_at {
+            StartAt::Beginning => (0, false),
+            StartAt::End => end_position(&candidate.file, candidate.size, config.max_line_bytes).unwrap_or_else(|error| {
+                tracing::warn!(path = %path.display(), %error, "Failed to find the last line start; starting at the end of the file.");
+                (candidate.size, true)
+            }),
+        };
+        let assembler = if skipping {
+            LineAssembler::new_skipping(offset, config.max_line_bytes)
+        } else {
+            LineAssembler::new(offset, config.max_line_bytes)
+        };
+        let identity = candidate.identity();
+        let mut live = Stream::new(
+            path,
+            Role::Live,
+            identity,
+            Source::Plain(candidate.file),
+            assembler,
+        );
+        live.size = Some(candidate.size);
+        followed.live = Some(live);
+    }
+    followed
+}
+
+/// Returns the offset after the last `\n` before `size`, searching back at most
+/// `max_line_bytes + 1` bytes. When no `\n` is that close, the line there is too long:
+/// the result is `(size, true)`, meaning "skip to the next `\n`".
+fn end_position(file: &File, size: u64, max_line_bytes: usize) -> io::Result<(u64, bool)> {
+    const STEP: u64 = 64 << 10;
+    let window = max_line_bytes as u64 + 1;
+    let mut buf = vec![0u8; STEP as usize];
+    let mut end = size;
+    while end > 0 && size - end < window {
+        let start = end.saturating_sub(STEP);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(index) = memchr::memrchr(b'\n', chunk) {
+            return Ok((start + index as u64 + 1, false));
+        }
+        end = start;
+    }
+    Ok(if end == 0 { (0, false) } else { (size, true) })
+}
+
+/// Builds the state of a path from its checkpoint entries.
+///
+/// Each `reading` entry is matched to a file, by device, inode and fingerprint first
+/// and by fingerprint alone second (archives have new inodes), and resumes at its
+/// offset. Files that match a `done` entry are skipped. Every other file is newer than
+/// the checkpoint and is read from 0. Files are read oldest first and the live file last.
+/// Unmatched non-empty `reading` entries are reported as [`ProblemKind::FileVanished`]
+/// and returned, so the caller keeps them until they expire.
+pub(crate) fn restore(
+    path: &Path,
+    entries: Vec<Entry>,
+    config: &TailerConfig,
+    context: &mut ReadContext<'_>,
+) -> (Followed, Vec<Entry>) {
+    let mut followed = Followed::new(path);
+    let candidates = open_all(path);
+    let (reading, done): (Vec<Entry>, Vec<Entry>) = entries
+        .into_iter()
+        .partition(|entry| entry.state == EntryState::Reading);
+    let assigned = assign_entries(&candidates, &reading);
+    for (candidate, entry) in candidates.into_iter().zip(assigned.iter().copied()) {
+        let offset = match entry {
+            Some(index) => reading[index].offset,
+            None => {
+                if let Some(done) = done.iter().find(|done| candidate.is(&done.identity)) {
+                    followed.mark_done(candidate.path.clone(), done.identity);
+                    continue;
+                }
+                // A second copy of a matched file, such as `.1` and the `.2.zst` being written from it.
+                if reading.iter().any(|entry| {
+                    entry.identity.fingerprint.len > 0 && candidate.is(&entry.identity)
+                }) {
+                    continue;
+                }
+                0
+            }
+        };
+        let role = if candidate.index == 0 {
+            Role::Live
+        } else {
+            Role::Archive
+        };
+        tracing::info!(path = %candidate.path.display(), offset, "Resuming a followed file.");
+        match stream_from_candidate(candidate, role, offset, config, context) {
+            Some(stream) if matches!(role, Role::Live) => followed.live = Some(stream),
+            Some(stream) => followed.queue.push_back(stream),
+            None => {}
+        }
+    }
+    let vanished = unmatched_entries(reading, &assigned, context);
+    (followed, vanished)
+}
+
+/// Returns for each candidate the index of the `reading` entry it resumes, if any.
+fn assign_entries(candidates: &[Candidate], reading: &[Entry]) -> Vec<Option<usize>> {
+    let mut assigned: Vec<Option<usize>> = vec![None; candidates.len()];
+    for (index, entry) in reading.iter().enumerate() {
+        let free = |slot: &usize| assigned[*slot].is_none();
+        let slots = || (0..candidates.len()).filter(free);
+        let by_inode = slots().find(|&slot| {
+            candidates[slot].has_inode_of(&entry.identity) && candidates[slot].is(&entry.identity)
+        });
+        let by_fingerprint = || {
+            slots().find(|&slot| {
+                entry.identity.fingerprint.len > 0 && candidates[slot].is(&entry.identity)
+            })
+        };
+        if let Some(slot) = by_inode.or_else(by_fingerprint) {
+            assigned[slot] = Some(index);
+        }
+    }
+    assigned
+}
+
+/// Reports `reading` entries that matched no file and returns the non-empty ones.
+///
+/// An entry with an empty fingerprint was an empty file at offset 0: if it grew and
+/// moved, its bytes were found as a new file, so nothing is lost and it is dropped.
+fn unmatched_entries(
+    reading: Vec<Entry>,
+    assigned: &[Option<usize>],
+    context: &mut ReadContext<'_>,
+) -> Vec<Entry> {
+    let mut vanished = Vec::new();
+    for (index, entry) in reading.into_iter().enumerate() {
+        if entry.identity.fingerprint.len == 0 || assigned.contains(&Some(index)) {
+            continue;
+        }
+        tracing::warn!(path = %entry.path.display(), inode = entry.identity.inode, offset = entry.offset, "Found no file for a checkpoint entry; its unread bytes are lost.");
+        let position = Position {
+            stream: StreamId::next(),
+            file: entry.identity,
+            path: entry.path.clone(),
+            start: entry.offset,
+            end: entry.offset,
+        };
+        let kind = ProblemKind::FileVanished {
+            acked_offset: entry.offset,
+        };
+        context
+            .out
+            .push(TailEvent::Problem(Problem { position, kind }));
+        vanished.push(entry);
+    }
+    vanished
+}
