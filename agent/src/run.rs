@@ -65,6 +65,7 @@ pub fn run(args: &Args) -> Result<std::process::ExitCode> {
 }
 
 async fn service(args: &Args) -> Result<std::process::ExitCode> {
+    let shutdown_signals = ShutdownSignals::install()?;
     let config = Arc::new(crate::commands::load_config(&args.conf)?);
     let settings = AgentSettings::load(&args.conf.dir).with_context(|| {
         format!(
@@ -122,7 +123,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         Arc::clone(&shared),
     ));
 
-    wait_for_shutdown_signal().await?;
+    shutdown_signals.wait().await;
     tracing::info!("Shutdown requested; flushing sinks and writing the final checkpoint.");
     shared.shutdown.store(true, Ordering::SeqCst);
     let _ = tail_tx.send(TailMessage::Wake);
@@ -163,15 +164,27 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create state directory {}", dir.display()))
 }
 
-async fn wait_for_shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGTERM and SIGINT handlers, installed before the agent reports that it started.
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
 }
 
 fn spawn_tail_thread(

@@ -244,9 +244,7 @@ impl Followed {
         for (path, error) in failures {
             tracing::warn!(path = %path.display(), %error, "Failed to inspect a rotated file; skipping it.");
         }
-        for stream in self.queue.iter_mut().chain(&mut self.live) {
-            refresh_fingerprint(stream);
-        }
+        self.check_open_files(config, context);
         let open: Vec<FileIdentity> = self.open_identities().chain(live.copied()).collect();
         let closed: Vec<FileIdentity> = self.closed_identities().collect();
         self.done.retain(|done| {
@@ -269,6 +267,22 @@ impl Followed {
             {
                 self.queue.push_back(stream);
             }
+        }
+    }
+
+    /// Brings the fingerprints of files that may still grow up to date and handles their
+    /// truncation, so that a scan compares rotated files with their current content.
+    fn check_open_files(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) {
+        let mut replaced = Vec::new();
+        for stream in self.queue.iter_mut().chain(&mut self.live) {
+            if matches!(stream.role, Role::Rotated { .. } | Role::Live)
+                && let Some(identity) = check_in_place(stream, config, context)
+            {
+                replaced.push((stream.path.clone(), identity));
+            }
+        }
+        for (path, identity) in replaced {
+            self.mark_done(path, identity);
         }
     }
 
@@ -400,22 +414,6 @@ fn check_in_place(
         live.identity.fingerprint = Fingerprint::of(&prefix);
     }
     None
-}
-
-/// Extends a short fingerprint of a plain file that grew since it was computed, so that
-/// a rotated copy of the file is recognized by its content. A file whose first bytes
-/// changed is left for [`check_in_place`], which reports the truncation.
-fn refresh_fingerprint(stream: &mut Stream) {
-    if stream.identity.fingerprint.is_complete() {
-        return;
-    }
-    let Some(Ok(prefix)) = stream.source.plain_file().map(read_prefix_at) else {
-        return;
-    };
-    let fingerprint = &mut stream.identity.fingerprint;
-    if prefix.len() as u64 > fingerprint.len && fingerprint.matches_prefix(&prefix) {
-        *fingerprint = Fingerprint::of(&prefix);
-    }
 }
 
 /// Reports a truncation and restarts the live file at offset 0 under a new stream id.
