@@ -192,6 +192,8 @@ pub(crate) fn json_path(path: &serde_path_to_error::Path) -> String {
     let text = path.to_string();
     if text == "." {
         "$".to_owned()
+    } else if text.starts_with('[') {
+        format!("${text}")
     } else {
         format!("$.{text}")
     }

@@ -72,6 +72,8 @@ pub struct TestEvent {
 pub struct TestCase {
     /// File holding the event.
     pub file: PathBuf,
+    /// The file's path relative to the test directory.
+    pub relative: PathBuf,
     /// Position in the file's array.
     pub index: usize,
     /// The event.
@@ -138,7 +140,7 @@ pub fn load_tests(dir: &Path, config: &Config) -> Result<Vec<TestCase>, ConfigEr
     files.sort();
     let mut cases = Vec::new();
     for file in files {
-        load_file(&file, config, &mut cases, &mut errors);
+        load_file(dir, &file, config, &mut cases, &mut errors);
     }
     if errors.is_empty() {
         Ok(cases)
@@ -176,6 +178,7 @@ fn collect_files(
 }
 
 fn load_file(
+    dir: &Path,
     file: &Path,
     config: &Config,
     cases: &mut Vec<TestCase>,
@@ -200,10 +203,12 @@ fn load_file(
             return;
         }
     };
+    let relative = file.strip_prefix(dir).unwrap_or(file).to_path_buf();
     for (index, event) in events.into_iter().enumerate() {
         check_event(&event, &format!("$[{index}]"), file, config, errors);
         cases.push(TestCase {
             file: file.to_path_buf(),
+            relative: relative.clone(),
             index,
             event,
         });

@@ -3,7 +3,7 @@
 //! `columns.*` on rows exploded from batch and snapshot records.
 //!
 //! Conditions are compiled the way the agent compiles them: by loading a configuration
-//! directory that holds one rule.
+//! directory that contains one rule.
 
 use std::path::Path;
 
@@ -42,7 +42,7 @@ fn compile(condition: Value) -> Condition {
     config.rules.get("r").unwrap().condition.clone()
 }
 
-/// A differential event (`--logger_event_type=true`) of one added row.
+/// Builds a differential event (`--logger_event_type=true`) of one added row.
 fn differential(columns: Value) -> Value {
     json!({
         "name": "pack_detection_listening_processes",
