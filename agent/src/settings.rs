@@ -196,3 +196,65 @@ pub fn state_dir(flag: Option<&Path>, settings: &AgentSettings) -> anyhow::Resul
     })?;
     Ok(project.data_dir().to_path_buf())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_schema_file_is_current() {
+        let schema = schemars::schema_for!(AgentSettings).to_value();
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../json-schema/agent.schema.json");
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            shipped == text,
+            "{} is out of date: run UPDATE_SCHEMAS=1 cargo test -p edgealert",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn load_rejects_unknown_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), r#"{"file": ["/var/log/x"]}"#).unwrap();
+        let errors = AgentSettings::load(dir.path()).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].path, "$.file");
+        assert!(
+            errors.0[0]
+                .message
+                .starts_with("unknown field `file`, expected one of `files`"),
+            "{}",
+            errors.0[0].message
+        );
+    }
+
+    #[test]
+    fn load_rejects_relative_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            r#"{"files": ["osqueryd.results.log"]}"#,
+        )
+        .unwrap();
+        let errors = AgentSettings::load(dir.path()).unwrap_err();
+        assert_eq!(errors.0[0].path, "$.files[0]");
+        assert_eq!(
+            errors.0[0].message,
+            "path osqueryd.results.log must be absolute"
+        );
+    }
+
+    #[test]
+    fn load_without_file_uses_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            AgentSettings::load(dir.path()).unwrap(),
+            AgentSettings::default()
+        );
+    }
+}

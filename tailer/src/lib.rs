@@ -15,6 +15,8 @@
 //! the lines since the last checkpoint are delivered again (at-least-once delivery).
 //! The [`Watcher`] wakes the caller's poll loop through inotify.
 
+#![warn(missing_docs)]
+
 mod acks;
 mod assembler;
 mod checkpoint;

@@ -25,6 +25,19 @@ pub struct Args {
 /// Validates; exit status 1 when a log line does not classify.
 pub fn run(args: &Args) -> Result<ExitCode> {
     let config = super::load_config(&args.conf)?;
+    let settings = crate::settings::AgentSettings::load(&args.conf.dir).with_context(|| {
+        format!(
+            "invalid {}",
+            args.conf.dir.join(crate::settings::FILE_NAME).display()
+        )
+    })?;
+    if config.source(&settings.source()).is_none() {
+        anyhow::bail!(
+            "{}: $.source: source {} is not declared in sources.json",
+            args.conf.dir.join(crate::settings::FILE_NAME).display(),
+            settings.source
+        );
+    }
     let tests_dir = config.dir.join("rules").join("tests");
     let cases = testing::load_tests(&tests_dir, &config)
         .with_context(|| format!("invalid test events in {}", tests_dir.display()))?;

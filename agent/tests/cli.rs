@@ -1,0 +1,112 @@
+//! The rule author's commands on the shipped configuration and the osquery fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgealert");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// (file, netcat_listener alerts) from the ground truth of tests/data/osquery/README.md.
+const NETCAT_ALERTS: &[(&str, usize)] = &[
+    ("results_event.log", 3),
+    ("results_event_numerics.log", 2),
+    ("results_batch.log", 3),
+    ("snapshots_event.log", 2),
+    ("snapshots.log", 0),
+];
+
+#[test]
+fn replay_finds_ground_truth_netcat_rows() {
+    for (file, expected) in NETCAT_ALERTS {
+        let output = Command::new(BIN)
+            .args(["replay", "--conf"])
+            .arg(repo().join("conf"))
+            .arg("--no-forward")
+            .arg(repo().join("tests/data/osquery").join(file))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{file}");
+        let alerts: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let netcat = alerts
+            .iter()
+            .filter(|alert| alert["rule"] == "netcat_listener")
+            .count();
+        assert_eq!(netcat, *expected, "{file}");
+        let summary = String::from_utf8_lossy(&output.stderr);
+        assert!(summary.contains(", 0 failures"), "{file}: {summary}");
+    }
+}
+
+#[test]
+fn test_command_passes_shipped_rules() {
+    let output = Command::new(BIN)
+        .args(["test", "--conf"])
+        .arg(repo().join("conf"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn test_command_fails_on_broken_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    copy_dir(&repo().join("conf"), &conf);
+    let rule = conf.join("rules/netcat_listener.json");
+    let text = std::fs::read_to_string(&rule).unwrap();
+    std::fs::write(
+        &rule,
+        text.replace(
+            "{\"field\": \"action\", \"in\": [\"added\", \"snapshot\"]}",
+            "{\"field\": \"action\", \"in\": [\"added\", \"snapshot\", \"removed\"]}",
+        ),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["test", "--conf"])
+        .arg(&conf)
+        .arg("netcat_listener")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  netcat_listener/"), "{stdout}");
+}
+
+#[test]
+fn validate_classifies_every_fixture_line() {
+    let mut command = Command::new(BIN);
+    command
+        .args(["validate", "--conf"])
+        .arg(repo().join("conf"))
+        .arg("--log");
+    for (file, _) in NETCAT_ALERTS {
+        command.arg(repo().join("tests/data/osquery").join(file));
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("\n0 lines not classified"), "{stdout}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
