@@ -18,9 +18,9 @@ pub struct AgentSettings {
     /// State directory for checkpoints, status and local outputs. Default: systemd's
     /// `$STATE_DIRECTORY`, otherwise the platform data directory.
     pub state_dir: Option<PathBuf>,
-    /// Where to start in a file that has no checkpoint: `beginning` or `end`.
+    /// Start position in a file that has no checkpoint: `beginning` or `end`.
     pub start_at: StartAt,
-    /// Longest line read, in bytes; longer lines are skipped and reported.
+    /// Maximum line length in bytes; longer lines are skipped and reported.
     pub max_line_bytes: u64,
     /// Bytes read but not yet accepted by every sink before reading pauses.
     pub max_unacked_bytes: u64,
@@ -37,7 +37,7 @@ pub struct AgentSettings {
     pub records_file: Option<PathBuf>,
 }
 
-/// Where to start in a file without a checkpoint.
+/// Start position in a file without a checkpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StartAt {

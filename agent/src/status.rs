@@ -17,7 +17,7 @@ use crate::run::Shared;
 /// File name of the status file in the state directory.
 pub const FILE_NAME: &str = "status.json";
 
-/// What the running agent reports about itself.
+/// Report of the running agent about itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusFile {
     /// Process id of the agent.

@@ -44,7 +44,7 @@ pub struct RuleFile {
     /// Evaluate and count matches but never notify.
     #[serde(default)]
     pub staged: bool,
-    /// Where the rule notifies from.
+    /// Tier the rule notifies from.
     #[serde(default)]
     pub tier: Tier,
 }
@@ -81,7 +81,7 @@ impl Severity {
     }
 }
 
-/// Where a rule notifies from.
+/// Tier a rule notifies from: the agent, the Lambda or both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
@@ -350,7 +350,7 @@ impl RuleSet {
         RuleSet { rules, index }
     }
 
-    /// All rules, in name order.
+    /// Returns all rules, in name order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

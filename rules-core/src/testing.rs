@@ -39,7 +39,7 @@ pub struct TestEvent {
     /// Top-level keys laid over a record of the schema's empty values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_record: Option<serde_json::Map<String, Value>>,
-    /// What the event tests.
+    /// Description of what the event tests.
     pub description: String,
     /// The log type the event must classify as.
     pub log: String,
@@ -110,7 +110,7 @@ pub struct TestOutcome {
     pub fired: BTreeSet<String>,
     /// Log type the event classified as.
     pub classified_as: Option<String>,
-    /// Why the event failed, when it did.
+    /// Reason the event failed, when it did.
     pub failure: Option<String>,
 }
 
