@@ -46,8 +46,8 @@ impl LineAssembler {
         }
     }
 
-    /// Creates an assembler whose next byte at `offset` lies inside a line that is too
-    /// long; that line is skipped up to its `\n` and reported as too long.
+    /// Creates an assembler whose next byte at `offset` lies inside a line that is too long.
+    /// The rest of that line is skipped up to its `\n` and reported as too long.
     pub(crate) fn new_skipping(offset: u64, max_line_bytes: usize) -> Self {
         Self {
             skipping: true,

@@ -9,10 +9,10 @@
 //!            "state":"reading","last_seen_unix_ms":1700000000000}]}
 //! ```
 //!
-//! `followed` lists paths the tailer has followed, so that a restart knows that files
-//! absent from `files` are new. A `reading` entry resumes at `offset`; a `done` entry
-//! marks a file that was read to its end and must be skipped wherever it is found.
-//! Paths are stored as lossy UTF-8.
+//! `followed` lists paths the tailer has followed. On restart, a file of such a path
+//! that matches no entry in `files` is treated as new and read from offset 0.
+//! A `reading` entry resumes at `offset`. A `done` entry marks a file that was read to
+//! its end, so it is skipped wherever it is found. Paths are stored as lossy UTF-8.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

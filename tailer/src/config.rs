@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::TailError;
 
-/// Where reading starts in a file that has no checkpoint entry when the tailer opens.
+/// Start position in a file that has no checkpoint entry when the tailer opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
     /// Read the live file from offset 0.

@@ -39,7 +39,7 @@ pub struct Position {
 /// One complete line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// Where the line is.
+    /// Byte range of the line.
     pub position: Position,
     /// The exact bytes of the line without the trailing `\n`; not necessarily UTF-8.
     pub bytes: Vec<u8>,

@@ -133,7 +133,7 @@ impl Followed {
         }
     }
 
-    /// Remembers a fully read file. An empty file holds nothing to skip and is not kept.
+    /// Records a fully read file. An empty file contains nothing to skip and is not kept.
     /// Past [`MAX_DONE_FILES`] the oldest is forgotten.
     pub(crate) fn mark_done(&mut self, path: PathBuf, identity: FileIdentity) {
         let duplicate = self
@@ -174,7 +174,7 @@ impl Followed {
             && (metadata.dev(), metadata.ino()) == (live.identity.dev, live.identity.inode)
         {
             if let Some(replaced) = check_in_place(live, config, context) {
-                // A copy made by copytruncate holds the old content; it must not be read again.
+                // A copy made by copytruncate contains the old content, so it must not be read again.
                 self.mark_done(self.path.clone(), replaced);
             }
             return;
@@ -232,7 +232,7 @@ impl Followed {
         self.missing_scan = None;
     }
 
-    /// Queues rotated files that match no known file, oldest first, and forgets done
+    /// Queues rotated files that match no known file, oldest first, and drops done
     /// files that are no longer present.
     fn queue_unseen_rotated(
         &mut self,
@@ -254,7 +254,7 @@ impl Followed {
         });
         for candidate in candidates {
             // An open file keeps its inode allocated, so an inode match is that file even
-            // when its first bytes were replaced; a closed file is matched by content.
+            // when its first bytes were replaced. A closed file is matched by content.
             let is_open = |identity: &FileIdentity| {
                 candidate.has_inode_of(identity) || candidate.is(identity)
             };
@@ -431,7 +431,9 @@ fn restart_truncated(
     let seen_end = live.size.unwrap_or(0).max(live.read_offset);
     let possibly_lost_bytes = seen_end.saturating_sub(line_start);
     tracing::warn!(path = %live.path.display(), offset = live.read_offset, size, possibly_lost_bytes, "Detected that a followed file was truncated in place; reading it again from offset 0.");
-    *context.unacked_bytes -= live.acks.unacked_bytes();
+    *context.unacked_bytes = context
+        .unacked_bytes
+        .saturating_sub(live.acks.unacked_bytes());
     let problem = Problem {
         position: live.position(line_start, seen_end),
         kind: ProblemKind::Truncated {

@@ -22,7 +22,7 @@ use serde::de::IgnoredAny;
 /// a long line of garbage to `MAX_ATTEMPTS` passes over it.
 const MAX_ATTEMPTS: usize = 32;
 
-/// How a line splits around a glued fragment.
+/// Split point of a line that contains a glued record.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Split {
     /// The fragment `line[..at]` is not JSON; `line[at..]` is the recovered record.

@@ -71,7 +71,7 @@ pub(crate) fn first_start(path: &Path, config: &TailerConfig) -> Followed {
 /// the result is `(size, true)`, meaning "skip to the next `\n`".
 fn end_position(file: &File, size: u64, max_line_bytes: usize) -> io::Result<(u64, bool)> {
     const STEP: u64 = 64 << 10;
-    let window = max_line_bytes as u64 + 1;
+    let window = (max_line_bytes as u64).saturating_add(1);
     let mut buf = vec![0u8; STEP as usize];
     let mut end = size;
     while end > 0 && size - end < window {
@@ -109,19 +109,8 @@ pub(crate) fn restore(
     for (candidate, entry) in candidates.into_iter().zip(assigned.iter().copied()) {
         let offset = match entry {
             Some(index) => reading[index].offset,
-            None => {
-                if let Some(done) = done.iter().find(|done| candidate.is(&done.identity)) {
-                    followed.mark_done(candidate.path.clone(), done.identity);
-                    continue;
-                }
-                // A second copy of a matched file, such as `.1` and the `.2.zst` being written from it.
-                if reading.iter().any(|entry| {
-                    entry.identity.fingerprint.len > 0 && candidate.is(&entry.identity)
-                }) {
-                    continue;
-                }
-                0
-            }
+            None if is_known(&candidate, &reading, &done, &mut followed) => continue,
+            None => 0,
         };
         let role = if candidate.index == 0 {
             Role::Live
@@ -137,6 +126,24 @@ pub(crate) fn restore(
     }
     let vanished = unmatched_entries(reading, &assigned, context);
     (followed, vanished)
+}
+
+/// Tells whether a file that resumes no entry was already read. That is the case when
+/// it matches a `done` entry, which is then kept, or when it is a second copy of a
+/// matched file.
+fn is_known(
+    candidate: &Candidate,
+    reading: &[Entry],
+    done: &[Entry],
+    followed: &mut Followed,
+) -> bool {
+    if let Some(done) = done.iter().find(|done| candidate.is(&done.identity)) {
+        followed.mark_done(candidate.path.clone(), done.identity);
+        return true;
+    }
+    reading
+        .iter()
+        .any(|entry| entry.identity.fingerprint.len > 0 && candidate.is(&entry.identity))
 }
 
 /// Returns for each candidate the index of the `reading` entry it resumes, if any.
@@ -162,8 +169,9 @@ fn assign_entries(candidates: &[Candidate], reading: &[Entry]) -> Vec<Option<usi
 
 /// Reports `reading` entries that matched no file and returns the non-empty ones.
 ///
-/// An entry with an empty fingerprint was an empty file at offset 0: if it grew and
-/// moved, its bytes were found as a new file, so nothing is lost and it is dropped.
+/// An entry with an empty fingerprint was an empty file at offset 0. If that file grew
+/// and moved, `restore` found it as a file matching no entry and reads it from 0, so
+/// the entry is dropped without a problem.
 fn unmatched_entries(
     reading: Vec<Entry>,
     assigned: &[Option<usize>],

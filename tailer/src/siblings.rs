@@ -39,8 +39,8 @@ impl Candidate {
     }
 
     /// Tells whether this file is the one `known` describes. A non-empty fingerprint
-    /// must match the first bytes; an empty one (the file was empty when seen) falls back
-    /// to device and inode, which only a plain file keeps.
+    /// must match the first bytes. An empty fingerprint means the file was empty when
+    /// seen, so device and inode decide, and only a plain file can match them.
     pub(crate) fn is(&self, known: &FileIdentity) -> bool {
         if known.fingerprint.len > 0 {
             return known.fingerprint.matches_prefix(&self.prefix);
@@ -93,8 +93,10 @@ struct RotatedName {
 
 /// Opens the rotated files of `followed`, oldest (largest `N`) first.
 ///
-/// Files that vanish between listing and opening are left out. Other failures are
-/// returned with the path so that the caller can report them and go on.
+/// Files that vanish between listing and opening are left out, and so is an archive
+/// whose content starts like a plain rotated file: it is a copy, typically `.2.zst`
+/// while it is being compressed from `.1`. Other failures are returned with the path
+/// so that the caller can report them and go on.
 pub(crate) fn open_rotated(followed: &Path) -> (Vec<Candidate>, Vec<(PathBuf, io::Error)>) {
     let mut candidates = Vec::new();
     let mut failures = Vec::new();
@@ -112,7 +114,25 @@ pub(crate) fn open_rotated(followed: &Path) -> (Vec<Candidate>, Vec<(PathBuf, io
             Err(error) => failures.push((name.path, error)),
         }
     }
-    (candidates, failures)
+    (drop_compressed_copies(candidates), failures)
+}
+
+/// Removes archives whose content starts like one of the plain files.
+fn drop_compressed_copies(candidates: Vec<Candidate>) -> Vec<Candidate> {
+    let plain_prefixes: Vec<Vec<u8>> = candidates
+        .iter()
+        .filter(|candidate| !candidate.compressed)
+        .map(|candidate| candidate.prefix.clone())
+        .collect();
+    candidates
+        .into_iter()
+        .filter(|candidate| {
+            let copy_of = |plain: &Vec<u8>| {
+                !candidate.prefix.is_empty() && plain.starts_with(&candidate.prefix)
+            };
+            !candidate.compressed || !plain_prefixes.iter().any(copy_of)
+        })
+        .collect()
 }
 
 /// Opens one file and reads its first bytes, decompressing when `compressed` is set.
@@ -229,5 +249,18 @@ mod tests {
             .map(|candidate| (candidate.index, candidate.prefix.as_slice()))
             .collect();
         assert_eq!(found, vec![(2, &b"two\n"[..]), (1, &b"one\n"[..])]);
+    }
+
+    #[test]
+    fn open_rotated_drops_archive_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("r.log");
+        fs::write(dir.path().join("r.log.1"), b"one\ntwo\n").unwrap();
+        let partial = zstd::encode_all(&b"one\n"[..], 3).unwrap();
+        fs::write(dir.path().join("r.log.2.zst"), partial).unwrap();
+        let (candidates, failures) = open_rotated(&live);
+        assert!(failures.is_empty());
+        let indexes: Vec<u32> = candidates.iter().map(|candidate| candidate.index).collect();
+        assert_eq!(indexes, vec![1]);
     }
 }

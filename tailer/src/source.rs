@@ -22,7 +22,7 @@ impl From<io::Error> for ReadError {
     }
 }
 
-/// Where the bytes of one stream come from.
+/// Byte source of one stream.
 pub(crate) enum Source {
     /// A plain file; reads use `pread`, so no seek position is kept.
     Plain(File),

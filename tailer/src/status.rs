@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::{FileIdentity, StreamId};
 
-/// What a file is to the tailer.
+/// Role of a file for the tailer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileRole {
     /// The file currently at the followed path.
@@ -37,7 +37,7 @@ pub struct FileStatus {
     pub path: PathBuf,
     /// Read pass id, as in [`crate::Position::stream`].
     pub stream: StreamId,
-    /// What the file is to the tailer.
+    /// Role of the file.
     pub role: FileRole,
     /// Device, inode and fingerprint.
     pub identity: FileIdentity,

@@ -10,7 +10,7 @@ use crate::source::{ReadError, Source};
 use crate::status::{FileCounters, FileRole, FileStatus};
 use crate::{FileIdentity, Line, Position, Problem, ProblemKind, StreamId, TailEvent};
 
-/// What a stream is to its followed path.
+/// Role of a stream for its followed path.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Role {
     /// The file currently at the followed path.
@@ -21,7 +21,7 @@ pub(crate) enum Role {
     Archive,
 }
 
-/// Why reading a stream stopped.
+/// Reason that reading a stream stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
     /// No more bytes for now.

@@ -11,8 +11,8 @@ use crate::{Position, StartupWarning, TailError, TailEvent, TailerConfig};
 
 /// Rotation-aware, checkpointed follower of log files.
 ///
-/// The tailer never blocks and never sleeps: [`Tailer::poll`] reads what is available
-/// and returns. Call it when a [`crate::Watcher`] reports a change, on a slow timer as a
+/// The tailer never sleeps or waits for data: [`Tailer::poll`] reads what is available
+/// and returns. Its reads and `stat` calls are ordinary system calls on local files. Call it when a [`crate::Watcher`] reports a change, on a slow timer as a
 /// safety net, right away while [`Tailer::has_more`] is true, and after acknowledging
 /// events while backpressure held reading back.
 pub struct Tailer {
@@ -103,16 +103,17 @@ impl Tailer {
             self.orphans.extend(vanished);
         }
         self.orphans.extend(entries);
-        let configured = |record: &FollowedRecord| {
-            self.followed
-                .iter()
-                .any(|followed| followed.key == record.path)
-        };
         self.other_followed = checkpoint
             .followed
-            .iter()
-            .filter(|record| !configured(record) && live(record.last_seen_unix_ms))
-            .cloned()
+            .into_iter()
+            .filter(|record| live(record.last_seen_unix_ms))
+            .filter(|record| {
+                !self
+                    .config
+                    .paths
+                    .iter()
+                    .any(|path| path.to_string_lossy() == record.path)
+            })
             .collect();
     }
 

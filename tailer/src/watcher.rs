@@ -24,10 +24,13 @@ impl Watcher {
     /// Starts watching the parent directories of `paths`.
     ///
     /// The callback runs for every create, write, close-after-write, rename and delete
-    /// of a file whose name starts with the name of a followed file (which includes
-    /// `NAME.1` and `NAME.2.zst`), for every watcher error, and for events without a
-    /// path such as a queue overflow. A directory that cannot be watched is logged and
-    /// skipped; see [`Watcher::watched_dirs`]. A directory created later is not picked up.
+    /// of a file whose name starts with the name of a followed file, such as `NAME.1`
+    /// or `NAME.2.zst`. It also runs for every watcher error and for events without a
+    /// path, such as a queue overflow. A directory that cannot be watched is logged and
+    /// skipped (see [`Watcher::watched_dirs`]).
+    ///
+    /// NOTE: a directory created after this call is not watched; its files are only
+    /// read by the caller's timer-driven polls.
     pub fn new<F>(paths: &[PathBuf], on_change: F) -> Result<Watcher, TailError>
     where
         F: Fn() + Send + 'static,

@@ -94,7 +94,7 @@ fn inode_reuse_reads_from_zero() {
 }
 
 #[test]
-fn corrupt_checkpoint_falls_back_to_start_at() {
+fn corrupt_checkpoint_uses_start_at() {
     let fixture = Fixture::new();
     fixture.append_lines(&["a", "b"]);
     fs::write(&fixture.checkpoint, b"{\"version\":1,\"files\":[tru").unwrap();
@@ -126,7 +126,7 @@ fn unreadable_checkpoint_is_reported() {
 }
 
 #[test]
-fn start_at_end_waits_for_partial_line() {
+fn start_at_end_keeps_partial_line() {
     let fixture = Fixture::new();
     fixture.append(b"old-1\nold-2\nnew-");
     let mut config = fixture.config();
@@ -139,7 +139,7 @@ fn start_at_end_waits_for_partial_line() {
 }
 
 #[test]
-fn start_at_end_applies_only_to_new_paths() {
+fn start_at_end_ignored_after_checkpoint() {
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.start_at = StartAt::End;

@@ -23,7 +23,7 @@ fn rename_rotation_while_running() {
 }
 
 #[test]
-fn rotated_file_keeps_late_lines_within_grace() {
+fn rotated_file_gets_late_lines() {
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.rotate_grace = std::time::Duration::from_secs(3600);
