@@ -7,10 +7,10 @@ use rules_core::{Alert, Config, Source};
 use serde::Serialize;
 use tailer::{Position, ProblemKind, TailEvent};
 
-/// Longest excerpt of a bad line copied into an internal event, in bytes.
+/// Maximum length of the excerpt of a bad line copied into an internal event, in bytes.
 const EXCERPT_BYTES: usize = 256;
 
-/// What one batch of tail events produced.
+/// Output of one batch of tail events.
 #[derive(Debug, Default)]
 pub struct Processed {
     /// Alerts of every rule that matched.
@@ -123,6 +123,16 @@ impl Pipeline {
         &self.config
     }
 
+    /// Counts an internal event that has no position to report, such as an unterminated
+    /// last line at the end of a replayed file.
+    pub fn count_internal(&mut self, reason: &str) {
+        *self
+            .counters
+            .internal_events
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
     /// Processes a batch in order.
     pub fn process(&mut self, events: Vec<TailEvent>) -> Processed {
         let mut out = Processed::default();
@@ -155,8 +165,7 @@ impl Pipeline {
                 }
             }
             Err(error) => {
-                let excerpt =
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(EXCERPT_BYTES)]).into_owned();
+                let excerpt = lossy_excerpt(&bytes);
                 self.internal(
                     error.reason(),
                     position,
@@ -225,6 +234,13 @@ impl Pipeline {
         }
         out.records.push(bytes);
     }
+}
+
+/// Returns the host name for internal events, or `unknown`.
+pub fn local_host() -> String {
+    nix::unistd::gethostname()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 fn lossy_excerpt(bytes: &[u8]) -> String {

@@ -1,13 +1,12 @@
 //! The rule author's commands on the shipped configuration and the osquery fixtures.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgealert");
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::{copy_dir, repo};
 
 /// (file, netcat_listener alerts) from the ground truth of tests/data/osquery/README.md.
 const NETCAT_ALERTS: &[(&str, usize)] = &[
@@ -98,15 +97,44 @@ fn validate_classifies_every_fixture_line() {
     assert!(stdout.contains("\n0 lines not classified"), "{stdout}");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
+#[test]
+fn replay_counts_hostile_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let netcat =
+        std::fs::read_to_string(repo().join("tests/data/osquery/results_event.log")).unwrap();
+    let netcat = netcat.lines().nth(10).unwrap();
+    let mut log = Vec::new();
+    log.extend_from_slice(format!("{netcat}\n").as_bytes());
+    log.extend_from_slice(format!("{{\"name\":\"{}\"}}\n", "x".repeat(4096)).as_bytes());
+    log.extend_from_slice(format!("{{\"name\":\"q\",\"colu{netcat}\n").as_bytes());
+    log.extend_from_slice(b"not json\n");
+    let (before, after) = netcat.split_once("mkovacs").unwrap();
+    log.extend_from_slice(before.as_bytes());
+    log.extend_from_slice(b"mk\xffovacs");
+    log.extend_from_slice(after.as_bytes());
+    log.extend_from_slice(b"\n{\"name\":\"unterminated");
+    let path = dir.path().join("hostile.log");
+    std::fs::write(&path, &log).unwrap();
+
+    let output = Command::new(BIN)
+        .args(["replay", "--conf"])
+        .arg(repo().join("conf"))
+        .args(["--no-forward", "--max-line-bytes", "2048"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let alerts = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        alerts
+            .lines()
+            .filter(|line| line.contains("\"rule\":\"netcat_listener\""))
+            .count(),
+        3
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "replayed 4 lines: 3 records, 3 rows, 3 alerts, 4 failures \
+         (glued_fragment=1, invalid_json=1, line_too_long=1, unterminated_line=1)"
+    );
 }

@@ -1,14 +1,20 @@
-//! `edgealert replay`: classifies and evaluates log files once, printing alerts.
+//! `edgealert replay`: runs the agent's pipeline once over log files and prints alerts.
+//!
+//! Lines are framed by the same tailer as `edgealert run` (long lines, glued fragments and
+//! invalid UTF-8 are handled the same way) and evaluated by the same pipeline, so replay
+//! shows what the agent would decide for these files.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rules_core::{Config, Source};
+use rules_core::Source;
+use tailer::{StartAt, Tailer, TailerConfig};
 
 use crate::ConfArgs;
+use crate::pipeline::{self, Counters, Pipeline};
 
 /// Arguments of `edgealert replay`.
 #[derive(Debug, clap::Args)]
@@ -21,26 +27,21 @@ pub struct Args {
     /// Source the log lines come from, as service:resource from sources.json.
     #[arg(long, value_name = "SERVICE:RESOURCE", default_value = "file:osquery")]
     source: String,
+    /// Maximum line length in bytes; longer lines are skipped and counted.
+    #[arg(long, value_name = "BYTES", default_value_t = TailerConfig::DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
     /// osquery log files to replay.
     #[arg(value_name = "LOG", required = true)]
     logs: Vec<PathBuf>,
 }
 
-#[derive(Debug, Default)]
-struct Summary {
-    lines: u64,
-    records: u64,
-    rows: u64,
-    alerts: u64,
-    failures: BTreeMap<&'static str, u64>,
-}
-
-/// Replays the files; exit status 0 even when lines fail to classify (they are counted).
+/// Replays the files; exit status 0 even when lines fail to classify, because they are
+/// counted in the summary.
 pub fn run(args: &Args) -> Result<ExitCode> {
     if !args.no_forward {
         anyhow::bail!("replay forwards nothing yet: pass --no-forward");
     }
-    let config = super::load_config(&args.conf)?;
+    let config = Arc::new(super::load_config(&args.conf)?);
     let source = Source::parse(&args.source).with_context(|| {
         format!(
             "invalid --source {:?}: expected service:resource",
@@ -50,68 +51,72 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     if config.source(&source).is_none() {
         anyhow::bail!("source {source} is not declared in sources.json");
     }
-    let mut summary = Summary::default();
+    let mut pipeline = Pipeline::new(config, source, pipeline::local_host());
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for path in &args.logs {
-        replay_file(&mut out, &config, &source, path, &mut summary)?;
+        replay_file(&mut out, &mut pipeline, path, args.max_line_bytes)?;
     }
     out.flush()?;
-    let failures: Vec<String> = summary
-        .failures
-        .iter()
-        .map(|(reason, count)| format!("{reason}={count}"))
-        .collect();
-    eprintln!(
-        "replayed {} lines: {} records, {} rows, {} alerts, {} failures{}",
-        summary.lines,
-        summary.records,
-        summary.rows,
-        summary.alerts,
-        summary.failures.values().sum::<u64>(),
-        if failures.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", failures.join(", "))
-        }
-    );
+    eprintln!("{}", summary(&pipeline.counters));
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads one file to its end through a tailer that keeps its checkpoint in a temporary
+/// directory, so replay never touches the agent's state.
 fn replay_file(
     out: &mut impl Write,
-    config: &Config,
-    source: &Source,
-    path: &Path,
-    summary: &mut Summary,
+    pipeline: &mut Pipeline,
+    path: &PathBuf,
+    max_line_bytes: usize,
 ) -> Result<()> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::new();
+    let path =
+        std::fs::canonicalize(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let state = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut config = TailerConfig::new(vec![path.clone()], state.path().join("checkpoints.json"));
+    config.start_at = StartAt::Beginning;
+    config.max_line_bytes = max_line_bytes;
+    let mut tailer =
+        Tailer::open(config).with_context(|| format!("cannot read {}", path.display()))?;
     loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
+        let events = tailer
+            .poll()
             .with_context(|| format!("cannot read {}", path.display()))?;
-        if read == 0 {
-            return Ok(());
+        if events.is_empty() && !tailer.has_more() {
+            break;
         }
-        summary.lines += 1;
-        let classified = match config.classify(source, &line) {
-            Ok(classified) => classified,
-            Err(error) => {
-                *summary.failures.entry(error.reason()).or_default() += 1;
-                continue;
-            }
-        };
-        summary.records += 1;
-        for event in classified.events() {
-            summary.rows += 1;
-            for alert in config.rules.evaluate(&event) {
-                summary.alerts += 1;
-                serde_json::to_writer(&mut *out, &alert)?;
-                out.write_all(b"\n")?;
-            }
+        let processed = pipeline.process(events);
+        for alert in &processed.alerts {
+            serde_json::to_writer(&mut *out, alert)?;
+            out.write_all(b"\n")?;
+        }
+        for position in &processed.acks {
+            tailer.ack(position);
         }
     }
+    let unterminated: u64 = tailer
+        .status()
+        .iter()
+        .filter_map(|file| file.lag_bytes)
+        .sum();
+    if unterminated > 0 {
+        pipeline.count_internal("unterminated_line");
+    }
+    Ok(())
+}
+
+fn summary(counters: &Counters) -> String {
+    let failures: u64 = counters.internal_events.values().sum();
+    let mut text = format!(
+        "replayed {} lines: {} records, {} rows, {} alerts, {failures} failures",
+        counters.lines, counters.records, counters.rows, counters.alerts
+    );
+    if failures > 0 {
+        let reasons: Vec<String> = counters
+            .internal_events
+            .iter()
+            .map(|(reason, count)| format!("{reason}={count}"))
+            .collect();
+        text.push_str(&format!(" ({})", reasons.join(", ")));
+    }
+    text
 }
