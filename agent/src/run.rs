@@ -75,9 +75,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     })?;
     let state_dir = settings::state_dir(args.state_dir.as_deref(), &settings)?;
     create_private_dir(&state_dir)?;
-    let host = nix::unistd::gethostname()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".to_owned());
+    let host = crate::pipeline::local_host();
 
     let tailer =
         Tailer::open(tailer_config(&settings, &state_dir)).context("cannot start the tailer")?;
@@ -86,7 +84,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         config: RwLock::new(Arc::clone(&config)),
         config_generation: Default::default(),
         shutdown: AtomicBool::new(false),
-        status: Mutex::new(StatusFile::new(&state_dir, &config, &sinks.describe())),
+        status: Mutex::new(StatusFile::new(&config, &sinks.describe())),
     });
     tracing::info!(
         conf = %args.conf.dir.display(),
@@ -268,7 +266,7 @@ impl TailLoop {
                 Ok(events) => events,
                 Err(error) => {
                     tracing::error!(error = %error, "Reading the log files failed; retrying.");
-                    set_last_error(shared, format!("tailer: {error}"));
+                    shared.record_error(format!("tailer: {error}"));
                     pending_read = false;
                     continue;
                 }
@@ -312,12 +310,6 @@ fn update_file_status(tailer: &Tailer, shared: &Shared) {
     }
 }
 
-fn set_last_error(shared: &Shared, error: String) {
-    if let Ok(mut status) = shared.status.lock() {
-        status.last_error = Some(error);
-    }
-}
-
 fn spawn_pipeline_thread(
     mut pipeline: Pipeline,
     mut sinks: Sinks,
@@ -356,7 +348,7 @@ fn deliver(sinks: &mut Sinks, processed: Processed, acks: &Sender<TailMessage>, 
             Ok(()) => break,
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "Writing to a local sink failed; holding the batch and retrying.");
-                set_last_error(shared, format!("sink: {error:#}"));
+                shared.record_error(format!("sink: {error:#}"));
                 if shared.shutdown.load(Ordering::SeqCst) {
                     return;
                 }
@@ -469,7 +461,9 @@ impl Shared {
 
     /// Records the last error for `edgealert status`.
     pub(crate) fn record_error(&self, error: String) {
-        set_last_error(self, error);
+        if let Ok(mut status) = self.status.lock() {
+            status.last_error = Some(error);
+        }
     }
 
     /// Returns a copy of the status for the status file.

@@ -67,11 +67,7 @@ pub struct FileReport {
 
 impl StatusFile {
     /// Creates the status of an agent starting now.
-    pub fn new(
-        _state_dir: &Path,
-        config: &rules_core::Config,
-        sinks: &[(String, String)],
-    ) -> StatusFile {
+    pub fn new(config: &rules_core::Config, sinks: &[(String, String)]) -> StatusFile {
         let now = unix_now();
         StatusFile {
             pid: std::process::id(),

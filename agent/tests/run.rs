@@ -2,6 +2,8 @@
 //! directory and writes every record to a local records file, which the tests compare with
 //! what they wrote.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,8 +20,7 @@ struct Agent {
 impl Agent {
     fn new() -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        copy_dir(&repo.join("conf"), &dir.path().join("conf"));
+        common::copy_dir(&common::repo().join("conf"), &dir.path().join("conf"));
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         let settings = serde_json::json!({
             "files": [dir.path().join("logs/osqueryd.results.log")],
@@ -132,20 +133,7 @@ impl Drop for Agent {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
-/// An osquery differential line whose `seq` column identifies it.
+/// Builds an osquery differential line whose `seq` column identifies it.
 fn line(seq: usize) -> String {
     format!(
         "{{\"name\":\"pack_detection_processes\",\"hostIdentifier\":\"web-07.corp.example\",\"calendarTime\":\"Fri Mar 14 09:12:03 2025 UTC\",\"unixTime\":1741943523,\"epoch\":0,\"counter\":1,\"numerics\":false,\"columns\":{{\"name\":\"worker\",\"pid\":\"{}\",\"seq\":\"{seq}\"}},\"action\":\"added\"}}\n",

@@ -39,7 +39,7 @@ pub struct Alert {
     pub outputs: Vec<String>,
     /// True when the rule is staged: the alert is counted but never notified.
     pub staged: bool,
-    /// Where the rule notifies from.
+    /// Tier the rule notifies from.
     pub tier: Tier,
     /// Dedup key: the rule name and the values of its dedup key fields.
     pub dedup_key: String,
@@ -73,7 +73,7 @@ impl Alert {
 /// Computes the alert id of `rule_name` matching `event`: 32 hex digits of SHA-256 over the
 /// rule name and a canonical form of the event.
 ///
-/// For osquery records the canonical form holds the identity envelope keys, the action and
+/// For osquery records the canonical form contains the identity envelope keys, the action and
 /// the row's columns, with keys sorted and every scalar written as text. So a row gives the
 /// same id from an event, batch or snapshot line, with or without `--logger_numerics`, and
 /// from osquery's own `aws_kinesis` logger, which turns every scalar into a string.

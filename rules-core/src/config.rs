@@ -24,7 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ConfigError, ConfigErrors, Diagnostics};
-use crate::record::{self, Event, ParseError, Record, json_type_name};
+use crate::record::{self, Event, ParseError, Record};
 use crate::rule::{self, RuleContext, RuleSet};
 use crate::schema::{self, ClassifyMode, DisabledSchema, LogSchema, Mismatch, quote};
 
@@ -156,7 +156,7 @@ impl Classified<'_> {
     }
 }
 
-/// Why a line was not classified.
+/// Reason a line was not classified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClassifyError {
     /// The line is not a JSON object.
@@ -170,7 +170,7 @@ pub enum ClassifyError {
     NoMatch {
         /// The allowed log type that came closest, if any was allowed.
         closest: Option<String>,
-        /// How the record differs from it.
+        /// Differences between the record and that log type.
         mismatch: Mismatch,
     },
 }
@@ -457,7 +457,7 @@ impl<'a> Loader<'a> {
                     let message = format!(
                         "log type {:?} is already defined in {}",
                         schema.name,
-                        schema::display(&previous.file)
+                        previous.file.display()
                     );
                     diagnostics.error(&format!("$[{}]", quote(&schema.name)), message);
                 } else {
@@ -651,9 +651,4 @@ fn resolve_logs(
 fn sorted(mut names: Vec<&str>) -> String {
     names.sort_unstable();
     names.join(", ")
-}
-
-/// Describes a JSON value's type for messages.
-pub fn type_name(value: &Value) -> &'static str {
-    json_type_name(value)
 }

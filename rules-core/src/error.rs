@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// One problem found in a configuration file.
 ///
 /// Every error names the file, the JSON path inside it (`$` for the document root) and a
-/// message that says what is wrong and what is allowed.
+/// message stating what is wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {path}: {message}", file.display())]
 pub struct ConfigError {
@@ -14,7 +14,7 @@ pub struct ConfigError {
     pub file: PathBuf,
     /// JSON path of the offending value, such as `$.condition.all[2].regex`.
     pub path: String,
-    /// What is wrong and what is allowed instead.
+    /// Description of what is wrong and what is allowed instead.
     pub message: String,
 }
 

@@ -1,8 +1,8 @@
 //! JSON Schemas of the configuration files, for editors that validate and complete them.
 //!
 //! The schemas are generated from the Rust types that load the files, so they cannot drift
-//! from what the loader accepts. `json-schema/` in the repository holds the generated files;
-//! a test fails when they are out of date.
+//! from what the loader accepts. `json-schema/` in the repository contains the generated
+//! files, and a test fails when they are out of date.
 
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::Value;

@@ -24,7 +24,7 @@ pub struct Record {
     pub lossy: bool,
 }
 
-/// Why a line could not be parsed.
+/// Reason a line could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The line is not a JSON document.

@@ -15,14 +15,14 @@
 //! loggers differ in whether they write numbers or strings.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 
 use crate::error::Diagnostics;
 use crate::record::{json_type_name, scalar_text};
 
-/// How strictly record keys must agree with a schema.
+/// Strictness of the key comparison between a record and a schema.
 #[derive(
     Debug,
     Clone,
@@ -39,7 +39,7 @@ pub enum ClassifyMode {
     /// StreamAlert's semantics: a record must have exactly the schema's keys, apart from
     /// declared optional keys.
     Strict,
-    /// The schema's keys must be present with their types; extra keys are counted rather
+    /// The schema's keys must be present with their types. Extra keys are counted rather
     /// than rejected, because osquery adds fields across versions and decorations can sit at
     /// the top level.
     #[default]
@@ -87,7 +87,7 @@ pub struct LogSchema {
 pub struct DisabledSchema {
     /// Log type name.
     pub name: String,
-    /// Why edgealert cannot classify it, such as an unsupported parser.
+    /// Reason edgealert cannot classify it, such as an unsupported parser.
     pub reason: String,
 }
 
@@ -169,7 +169,7 @@ fn parse_entry(
         );
         return None;
     };
-    let before = error_count(diagnostics);
+    let before = diagnostics.count();
     reject_unknown_keys(object, ENTRY_KEYS, path, diagnostics);
 
     let parser = match object.get("parser") {
@@ -218,7 +218,7 @@ fn parse_entry(
         &format!("{path}.configuration"),
         diagnostics,
     );
-    if error_count(diagnostics) > before {
+    if diagnostics.count() > before {
         return None;
     }
     if parser != "json" {
@@ -234,10 +234,6 @@ fn parse_entry(
         }
     }
     Some(Ok(schema))
-}
-
-fn error_count(diagnostics: &Diagnostics<'_>) -> usize {
-    diagnostics.count()
 }
 
 fn parse_configuration(
@@ -454,7 +450,7 @@ pub(crate) fn quote(key: &str) -> String {
     serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
 }
 
-/// Why a record did not match one schema.
+/// Differences between a record and one schema.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mismatch {
     /// Required keys that are absent.
@@ -681,9 +677,4 @@ pub(crate) fn families(schemas: &[LogSchema]) -> BTreeMap<&str, Vec<&str>> {
         families.entry(family).or_default().push(&schema.name);
     }
     families
-}
-
-/// Returns the file name for messages.
-pub(crate) fn display(path: &Path) -> String {
-    path.display().to_string()
 }

@@ -2,6 +2,8 @@
 //! mode, and stability of alert ids across the renderings osquery and its loggers produce
 //! for one result row.
 
+mod common;
+
 use std::path::Path;
 
 use rules_core::alert::alert_id;
@@ -148,19 +150,7 @@ fn classify_lenient_counts_nested_extra_keys() {
 
 #[test]
 fn classify_strict_mode_from_settings_file() {
-    let conf = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"));
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("schemas")).unwrap();
-    std::fs::copy(
-        conf.join("schemas/osquery.json"),
-        dir.path().join("schemas/osquery.json"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("sources.json"),
-        r#"{"kinesis": {"edgealert": {"logs": ["osquery"]}}}"#,
-    )
-    .unwrap();
+    let dir = common::osquery_conf(r#"{"kinesis": {"edgealert": {"logs": ["osquery"]}}}"#);
     std::fs::write(
         dir.path().join("edgealert.json"),
         r#"{"classifier": {"mode": "strict"}}"#,

@@ -5,41 +5,16 @@
 //! Conditions are compiled the way the agent compiles them: by loading a configuration
 //! directory that contains one rule.
 
-use std::path::Path;
+mod common;
 
 use rules_core::condition::Condition;
-use rules_core::config::Config;
 use rules_core::record::events;
 use serde_json::{Value, json};
 
-/// Compiles `condition` by loading a directory with the shipped schemas and one rule.
+/// Compiles `condition`, failing the test when it does not compile.
 fn compile(condition: Value) -> Condition {
-    let conf = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"));
-    let dir = tempfile::tempdir().expect("create a temporary directory");
-    std::fs::create_dir(dir.path().join("schemas")).unwrap();
-    std::fs::copy(
-        conf.join("schemas/osquery.json"),
-        dir.path().join("schemas/osquery.json"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("sources.json"),
-        r#"{"file": {"osquery": {"logs": ["osquery"]}}}"#,
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    let rule = json!({
-        "name": "r",
-        "description": "condition under test",
-        "logs": ["osquery"],
-        "condition": condition
-    });
-    std::fs::write(dir.path().join("rules/r.json"), rule.to_string()).unwrap();
-    let config = match Config::load(dir.path()) {
-        Ok(config) => config,
-        Err(errors) => panic!("condition {condition} does not compile: {errors}"),
-    };
-    config.rules.get("r").unwrap().condition.clone()
+    common::compile_condition(&condition)
+        .unwrap_or_else(|errors| panic!("condition {condition} does not compile: {errors}"))
 }
 
 /// Builds a differential event (`--logger_event_type=true`) of one added row.

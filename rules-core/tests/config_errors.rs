@@ -2,16 +2,16 @@
 //! copies the shipped schemas, sources.json and outputs.json into a temporary directory,
 //! breaks one thing and checks the file, JSON path and message of every reported error.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use rules_core::config::Config;
 use rules_core::error::ConfigError;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-fn shipped_conf() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
-}
+use common::shipped_conf;
 
 /// Creates a configuration directory with copies of the shipped schemas, sources.json
 /// and outputs.json, and an empty `rules/` directory.

@@ -3,7 +3,9 @@
 //! input (classifier and its explanation agree, `ignore_case` keeps case-sensitive matches,
 //! integer comparisons are exact).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
@@ -28,9 +30,7 @@ fn proptest_config(cases: u32) -> ProptestConfig {
     }
 }
 
-fn shipped_conf() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf"))
-}
+use common::shipped_conf;
 
 static SHIPPED: LazyLock<Config> =
     LazyLock::new(|| Config::load(&shipped_conf()).expect("the shipped configuration loads"));
@@ -455,28 +455,8 @@ fn assert_error_in(error: &ConfigError, expected: &Path, dir: &Path) {
     );
 }
 
-/// Compiles `condition` in a directory with the shipped osquery schema and one rule.
 fn compile(condition: &Value) -> Result<Condition, String> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("schemas")).unwrap();
-    std::fs::copy(
-        shipped_conf().join("schemas/osquery.json"),
-        dir.path().join("schemas/osquery.json"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("sources.json"),
-        r#"{"file": {"osquery": {"logs": ["osquery"]}}}"#,
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    let rule =
-        json!({"name": "r", "description": "d", "logs": ["osquery"], "condition": condition});
-    std::fs::write(dir.path().join("rules/r.json"), rule.to_string()).unwrap();
-    match Config::load(dir.path()) {
-        Ok(config) => Ok(config.rules.get("r").unwrap().condition.clone()),
-        Err(errors) => Err(errors.to_string()),
-    }
+    common::compile_condition(condition)
 }
 
 fn arb_field() -> BoxedStrategy<Value> {

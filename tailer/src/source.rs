@@ -82,8 +82,8 @@ impl ZstdSource {
             return Err(ReadError::Io(io::Error::other(message)));
         }
         while self.position < offset {
-            let wanted = usize::try_from(offset - self.position).unwrap_or(usize::MAX);
-            let len = wanted.min(buf.len());
+            let requested = usize::try_from(offset - self.position).unwrap_or(usize::MAX);
+            let len = requested.min(buf.len());
             if self.read_bounded(&mut buf[..len])? == 0 {
                 return Ok(0);
             }

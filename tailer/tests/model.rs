@@ -52,7 +52,7 @@ struct Model {
     /// Lines currently in the live file.
     live: Vec<u64>,
     /// Lines removed by a truncation; they exist in no followed file any more.
-    gone: HashSet<u64>,
+    truncated_away: HashSet<u64>,
     /// Lines removed by a truncation before their first delivery.
     lost: HashSet<u64>,
     lost_bytes: u64,
@@ -229,7 +229,7 @@ impl Harness {
         fs::copy(&self.fixture.log, copy).unwrap();
         fs::File::create(&self.fixture.log).unwrap();
         for seq in self.model.live.drain(..) {
-            self.model.gone.insert(seq);
+            self.model.truncated_away.insert(seq);
             if !self.model.delivered.contains_key(&seq) {
                 self.model.lost.insert(seq);
                 self.model.lost_bytes += Model::line(seq).len() as u64 + 1;
@@ -253,7 +253,7 @@ impl Harness {
         let at_risk: HashSet<u64> = self
             .model
             .since_checkpoint
-            .difference(&self.model.gone)
+            .difference(&self.model.truncated_away)
             .copied()
             .collect();
         for seq in &at_risk {
