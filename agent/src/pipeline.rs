@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rules_core::{Alert, Config, Source};
+use rules_core::record::ParseError;
+use rules_core::{Alert, ClassifyError, Config, Source};
 use serde::Serialize;
-use tailer::{Position, ProblemKind, TailEvent};
+use tailer::{Position, ProblemKind, Split, TailEvent};
 
 /// Maximum length of the excerpt of a bad line copied into an internal event, in bytes.
 const EXCERPT_BYTES: usize = 256;
@@ -154,17 +155,29 @@ impl Pipeline {
 
     fn line(&mut self, position: &Position, bytes: Vec<u8>, out: &mut Processed) {
         self.counters.lines += 1;
-        let config = Arc::clone(&self.config);
-        match config.classify(&self.source, &bytes) {
-            Ok(classified) => {
-                self.counters.records += 1;
-                self.counters.extra_keys += classified.extra_keys as u64;
-                for event in classified.events() {
-                    self.counters.rows += 1;
-                    out.alerts.extend(config.rules.evaluate(&event));
-                }
+        let error = match self.evaluate_line(&bytes, out) {
+            Ok(()) => {
+                out.records.push(bytes);
+                return;
             }
-            Err(error) => {
+            Err(error) => error,
+        };
+        // Glue recovery runs only for lines that failed to parse, so a normal line is
+        // parsed once.
+        let split = match &error {
+            ClassifyError::Parse(ParseError::InvalidJson { .. }) => tailer::split_glued(&bytes),
+            _ => None,
+        };
+        match split {
+            Some(Split::Fragment { at }) => self.glued(position, bytes, at, out),
+            Some(Split::TwoRecords { at }) => {
+                let second = bytes[at..].to_vec();
+                let mut first = bytes;
+                first.truncate(at);
+                self.recovered(&shifted(position, 0, at), first, out);
+                self.recovered(&shifted(position, at, second.len()), second, out);
+            }
+            None => {
                 let excerpt = lossy_excerpt(&bytes);
                 self.internal(
                     error.reason(),
@@ -173,9 +186,60 @@ impl Pipeline {
                     Some(excerpt),
                     out,
                 );
+                out.records.push(bytes);
             }
         }
+    }
+
+    /// Handles a record glued to the fragment `bytes[..at]` of an interrupted write: the
+    /// fragment becomes an internal event and the record is evaluated and forwarded alone.
+    fn glued(&mut self, position: &Position, bytes: Vec<u8>, at: usize, out: &mut Processed) {
+        let fragment = &bytes[..at];
+        let message = format!(
+            "Recovered a record glued to a {}-byte fragment of an interrupted write.",
+            fragment.len()
+        );
+        if self.warnings.allow("glued_fragment") {
+            tracing::warn!(file = %position.path.display(), offset = position.start, reason = "glued_fragment", "{message}");
+        }
+        let excerpt = lossy_excerpt(fragment);
+        self.internal(
+            "glued_fragment",
+            &shifted(position, 0, at),
+            message,
+            Some(excerpt),
+            out,
+        );
+        let record = bytes[at..].to_vec();
+        self.recovered(&shifted(position, at, record.len()), record, out);
+    }
+
+    /// Evaluates and forwards a record recovered from a glued line.
+    fn recovered(&mut self, position: &Position, bytes: Vec<u8>, out: &mut Processed) {
+        if let Err(error) = self.evaluate_line(&bytes, out) {
+            let excerpt = lossy_excerpt(&bytes);
+            self.internal(
+                error.reason(),
+                position,
+                error.to_string(),
+                Some(excerpt),
+                out,
+            );
+        }
         out.records.push(bytes);
+    }
+
+    /// Classifies one line and evaluates the rules on each of its rows.
+    fn evaluate_line(&mut self, bytes: &[u8], out: &mut Processed) -> Result<(), ClassifyError> {
+        let config = Arc::clone(&self.config);
+        let classified = config.classify(&self.source, bytes)?;
+        self.counters.records += 1;
+        self.counters.extra_keys += classified.extra_keys as u64;
+        for event in classified.events() {
+            self.counters.rows += 1;
+            out.alerts.extend(config.rules.evaluate(&event));
+        }
+        Ok(())
     }
 
     fn problem(&mut self, position: &Position, kind: &ProblemKind, out: &mut Processed) {
@@ -241,6 +305,16 @@ pub fn local_host() -> String {
     nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Returns the position of `len` bytes at `offset` inside the line at `position`.
+fn shifted(position: &Position, offset: usize, len: usize) -> Position {
+    let start = position.start + offset as u64;
+    Position {
+        start,
+        end: start + len as u64,
+        ..position.clone()
+    }
 }
 
 fn lossy_excerpt(bytes: &[u8]) -> String {

@@ -150,6 +150,8 @@ fn tailer_config(settings: &AgentSettings, state_dir: &Path) -> TailerConfig {
     };
     config.max_line_bytes = usize::try_from(settings.max_line_bytes).unwrap_or(usize::MAX);
     config.max_unacked_bytes = usize::try_from(settings.max_unacked_bytes).unwrap_or(usize::MAX);
+    // The pipeline recovers glued records from the lines it fails to parse.
+    config.recover_glued_records = false;
     config
 }
 

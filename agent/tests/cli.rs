@@ -112,7 +112,8 @@ fn replay_counts_hostile_lines() {
     log.extend_from_slice(before.as_bytes());
     log.extend_from_slice(b"mk\xffovacs");
     log.extend_from_slice(after.as_bytes());
-    log.extend_from_slice(b"\n{\"name\":\"unterminated");
+    log.extend_from_slice(format!("\n{netcat}{netcat}\n").as_bytes());
+    log.extend_from_slice(b"{\"name\":\"unterminated");
     let path = dir.path().join("hostile.log");
     std::fs::write(&path, &log).unwrap();
 
@@ -130,11 +131,11 @@ fn replay_counts_hostile_lines() {
             .lines()
             .filter(|line| line.contains("\"rule\":\"netcat_listener\""))
             .count(),
-        3
+        5
     );
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
-        "replayed 4 lines: 3 records, 3 rows, 3 alerts, 4 failures \
+        "replayed 5 lines: 5 records, 5 rows, 5 alerts, 4 failures \
          (glued_fragment=1, invalid_json=1, line_too_long=1, unterminated_line=1)"
     );
 }

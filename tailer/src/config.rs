@@ -41,7 +41,9 @@ pub struct TailerConfig {
     /// write that was in flight during the rotation.
     pub rotate_grace: Duration,
     /// Whether to split a line that starts with the fragment of a failed write
-    /// (see [`crate::ProblemKind::GluedFragment`]). Costs one JSON validation per line ending in `}`.
+    /// (see [`crate::ProblemKind::GluedFragment`]). Costs one JSON validation per line ending in `}`,
+    /// so a consumer that parses every line anyway switches it off and calls
+    /// [`crate::split_glued`] only for the lines it fails to parse.
     pub recover_glued_records: bool,
 }
 

@@ -24,15 +24,21 @@ const MAX_ATTEMPTS: usize = 32;
 
 /// Split point of a line that contains a glued record.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Split {
-    /// The fragment `line[..at]` is not JSON; `line[at..]` is the recovered record.
-    Fragment { at: usize },
-    /// Both `line[..at]` and `line[at..]` are valid JSON, two records that lost their `\n`.
-    TwoRecords { at: usize },
+pub enum Split {
+    /// The fragment `line[..at]` is not JSON, and `line[at..]` is the recovered record.
+    Fragment {
+        /// Offset of the recovered record in the line.
+        at: usize,
+    },
+    /// Both `line[..at]` and `line[at..]` are valid JSON: two records that lost their `\n`.
+    TwoRecords {
+        /// Offset of the second record in the line.
+        at: usize,
+    },
 }
 
 /// Finds a complete JSON record at the end of an invalid line, following the module rule.
-pub(crate) fn split_glued(line: &[u8]) -> Option<Split> {
+pub fn split_glued(line: &[u8]) -> Option<Split> {
     let last = line.iter().rposition(|byte| !byte.is_ascii_whitespace())?;
     if line[last] != b'}' || is_json(line) {
         return None;

@@ -37,6 +37,7 @@ mod watcher;
 pub use config::{StartAt, TailerConfig};
 pub use error::{StartupWarning, TailError};
 pub use event::{Line, Position, Problem, ProblemKind, StreamId, TailEvent};
+pub use glued::{Split, split_glued};
 pub use identity::{FINGERPRINT_BYTES, FileIdentity, Fingerprint};
 pub use status::{FileCounters, FileRole, FileStatus};
 pub use tailer::Tailer;

@@ -75,6 +75,8 @@ fn replay_file(
     let mut config = TailerConfig::new(vec![path.clone()], state.path().join("checkpoints.json"));
     config.start_at = StartAt::Beginning;
     config.max_line_bytes = max_line_bytes;
+    // The pipeline recovers glued records from the lines it fails to parse.
+    config.recover_glued_records = false;
     let mut tailer =
         Tailer::open(config).with_context(|| format!("cannot read {}", path.display()))?;
     loop {
