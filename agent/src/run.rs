@@ -231,10 +231,14 @@ impl TailLoop {
     ) -> Result<()> {
         let mut pending_read = true;
         loop {
+            // An idle agent wakes only for the safety-net check; acknowledged but not yet
+            // checkpointed lines shorten the wait to the checkpoint interval.
             let timeout = if pending_read {
                 Duration::ZERO
-            } else {
+            } else if self.dirty {
                 stat_interval.min(checkpoint_interval)
+            } else {
+                stat_interval
             };
             match inbox.recv_timeout(timeout) {
                 Ok(message) => self.apply(tailer, message),

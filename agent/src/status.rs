@@ -102,12 +102,31 @@ impl StatusFile {
     }
 }
 
-/// Writes the status file every second until the task is aborted.
+/// Interval after which an unchanged status is written again, so `edgealert status` can tell
+/// a running agent from a stopped one by the age of `updated_at`.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// Age of `updated_at` after which `edgealert status` reports the agent as not running.
+const STALE_SECONDS: u64 = 15;
+
+/// Writes the status file every second while it changes, and every [`KEEPALIVE`]
+/// otherwise, until the task is aborted.
 pub async fn write_periodically(state_dir: PathBuf, shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
+    let mut last_content = Vec::new();
+    let mut last_write = tokio::time::Instant::now();
     loop {
         interval.tick().await;
-        write_now(&state_dir, &shared);
+        let Some(mut status) = shared.status_snapshot() else {
+            continue;
+        };
+        status.updated_at = 0;
+        let content = serde_json::to_vec(&status).unwrap_or_default();
+        if content != last_content || last_write.elapsed() >= KEEPALIVE {
+            write_now(&state_dir, &shared);
+            last_content = content;
+            last_write = tokio::time::Instant::now();
+        }
     }
 }
 
@@ -167,7 +186,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     })?;
     let status: StatusFile = serde_json::from_slice(&bytes)
         .with_context(|| format!("invalid status file {}", path.display()))?;
-    let running = process_alive(status.pid) && unix_now().saturating_sub(status.updated_at) <= 10;
+    let running =
+        process_alive(status.pid) && unix_now().saturating_sub(status.updated_at) <= STALE_SECONDS;
     if args.json {
         println!("{}", String::from_utf8_lossy(&bytes).trim_end());
     } else {

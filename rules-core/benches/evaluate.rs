@@ -50,7 +50,7 @@ const QUERIES: &[&str] = &[
     "pack_detection_processes",
     "pack_detection_listening_processes",
     "pack_incident-response_process_open_sockets",
-    "pack_detection_crontab",
+    "pack_detection_process_events",
     "pack_osquery-monitoring_schedule",
 ];
 
