@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use rules_core::Config;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::run::Shared;
@@ -59,9 +58,9 @@ pub async fn watch(dir: PathBuf, shared: Arc<Shared>) {
 
 async fn reload(dir: &std::path::Path, shared: &Shared) {
     let load_dir = dir.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || Config::load(&load_dir)).await;
-    let config = match loaded {
-        Ok(Ok(config)) => config,
+    let loaded = tokio::task::spawn_blocking(move || crate::settings::load_all(&load_dir)).await;
+    let (config, settings) = match loaded {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(errors)) => {
             let message = errors.to_string();
             tracing::error!(conf = %dir.display(), errors = %message, "Configuration reload rejected; the running configuration stays active.");
@@ -73,6 +72,12 @@ async fn reload(dir: &std::path::Path, shared: &Shared) {
             return;
         }
     };
+    if settings != shared.settings {
+        tracing::warn!(
+            file = %dir.join(crate::settings::FILE_NAME).display(),
+            "Changes to agent.json take effect at the next start; the running agent keeps its files, sinks and limits."
+        );
+    }
     if config.digest == shared.digest() {
         return;
     }

@@ -48,6 +48,8 @@ enum TailMessage {
 
 /// State shared between the threads, the tasks and the status writer.
 pub(crate) struct Shared {
+    /// Agent settings the process started with; changes apply at the next start.
+    pub(crate) settings: AgentSettings,
     config: RwLock<Arc<Config>>,
     config_generation: std::sync::atomic::AtomicU64,
     shutdown: AtomicBool,
@@ -66,13 +68,12 @@ pub fn run(args: &Args) -> Result<std::process::ExitCode> {
 
 async fn service(args: &Args) -> Result<std::process::ExitCode> {
     let shutdown_signals = ShutdownSignals::install()?;
-    let config = Arc::new(crate::commands::load_config(&args.conf)?);
-    let settings = AgentSettings::load(&args.conf.dir).with_context(|| {
-        format!(
-            "invalid {}",
-            args.conf.dir.join(settings::FILE_NAME).display()
-        )
-    })?;
+    let (config, settings) = settings::load_all(&args.conf.dir)
+        .with_context(|| format!("cannot load configuration from {}", args.conf.dir.display()))?;
+    for warning in &config.warnings {
+        tracing::warn!(warning = %warning, "Configuration warning.");
+    }
+    let config = Arc::new(config);
     let state_dir = settings::state_dir(args.state_dir.as_deref(), &settings)?;
     create_private_dir(&state_dir)?;
     let host = crate::pipeline::local_host();
@@ -81,6 +82,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         Tailer::open(tailer_config(&settings, &state_dir)).context("cannot start the tailer")?;
     let sinks = Sinks::open(&settings, &state_dir)?;
     let shared = Arc::new(Shared {
+        settings: settings.clone(),
         config: RwLock::new(Arc::clone(&config)),
         config_generation: Default::default(),
         shutdown: AtomicBool::new(false),

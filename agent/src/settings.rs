@@ -170,6 +170,21 @@ impl AgentSettings {
     }
 }
 
+/// Loads the configuration directory and `agent.json` together, and checks that the agent's
+/// source is declared in `sources.json`, so a host never runs a pair that cannot classify.
+pub fn load_all(dir: &Path) -> Result<(rules_core::Config, AgentSettings), ConfigErrors> {
+    let config = rules_core::Config::load(dir)?;
+    let settings = AgentSettings::load(dir)?;
+    if config.source(&settings.source()).is_none() {
+        let message = format!(
+            "source {} is not declared in sources.json; declare it there or pick a declared source",
+            settings.source
+        );
+        return Err(single(&dir.join(FILE_NAME), "$.source", message));
+    }
+    Ok((config, settings))
+}
+
 fn single(path: &Path, json_path: impl Into<String>, message: String) -> ConfigErrors {
     ConfigErrors(vec![ConfigError::new(path, json_path, message)])
 }
@@ -246,6 +261,29 @@ mod tests {
         assert_eq!(
             errors.0[0].message,
             "path osqueryd.results.log must be absolute"
+        );
+    }
+
+    #[test]
+    fn load_all_rejects_undeclared_source() {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["schemas", "rules"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        for schema in ["osquery.json", "edgealert.json"] {
+            let target = dir.path().join("schemas").join(schema);
+            std::fs::copy(conf.join("schemas").join(schema), target).unwrap();
+        }
+        std::fs::copy(conf.join("sources.json"), dir.path().join("sources.json")).unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), r#"{"source": "kinesis:other"}"#).unwrap();
+        let errors = load_all(dir.path()).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].file, dir.path().join(FILE_NAME));
+        assert_eq!(errors.0[0].path, "$.source");
+        assert_eq!(
+            errors.0[0].message,
+            "source kinesis:other is not declared in sources.json; declare it there or pick a declared source"
         );
     }
 

@@ -24,19 +24,10 @@ pub struct Args {
 
 /// Validates; exit status 1 when a log line does not classify.
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let config = super::load_config(&args.conf)?;
-    let settings = crate::settings::AgentSettings::load(&args.conf.dir).with_context(|| {
-        format!(
-            "invalid {}",
-            args.conf.dir.join(crate::settings::FILE_NAME).display()
-        )
-    })?;
-    if config.source(&settings.source()).is_none() {
-        anyhow::bail!(
-            "{}: $.source: source {} is not declared in sources.json",
-            args.conf.dir.join(crate::settings::FILE_NAME).display(),
-            settings.source
-        );
+    let (config, _settings) = crate::settings::load_all(&args.conf.dir)
+        .with_context(|| format!("cannot load configuration from {}", args.conf.dir.display()))?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
     }
     let tests_dir = config.dir.join("rules").join("tests");
     let cases = testing::load_tests(&tests_dir, &config)
