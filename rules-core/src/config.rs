@@ -42,6 +42,9 @@ pub struct Settings {
     /// Classifier settings.
     #[serde(default)]
     pub classifier: ClassifierSettings,
+    /// Slack message settings.
+    #[serde(default)]
+    pub slack: SlackSettings,
 }
 
 /// Classifier settings.
@@ -51,6 +54,17 @@ pub struct ClassifierSettings {
     /// `lenient` (default) counts unknown extra keys; `strict` rejects them as StreamAlert does.
     #[serde(default)]
     pub mode: ClassifyMode,
+}
+
+/// Settings of the Slack alert messages that agents and the Lambda post.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// Field paths of the matched record whose values are shown as `[redacted]`, such as
+    /// `columns.cmdline` or `decorations.username`. `hostIdentifier` and `name` also hide the
+    /// host and query fields. A path that a record lacks is ignored.
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 /// `sources.json`: service → resource → allowed log types.
@@ -409,8 +423,11 @@ impl<'a> Loader<'a> {
             return Settings::default();
         };
         let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut deserializer) {
-            Ok(settings) => settings,
+        match serde_path_to_error::deserialize::<_, Settings>(&mut deserializer) {
+            Ok(settings) => {
+                self.check_redact_paths(&path, &settings.slack.redact);
+                settings
+            }
             Err(error) => {
                 let json_path = rule::json_path(error.path());
                 self.errors.push(ConfigError::new(
@@ -419,6 +436,18 @@ impl<'a> Loader<'a> {
                     error.inner().to_string(),
                 ));
                 Settings::default()
+            }
+        }
+    }
+
+    fn check_redact_paths(&mut self, file: &Path, paths: &[String]) {
+        for (index, path) in paths.iter().enumerate() {
+            if path.split('.').any(str::is_empty) {
+                self.errors.push(ConfigError::new(
+                    file,
+                    format!("$.slack.redact[{index}]"),
+                    format!("invalid field path {path:?}: use keys separated by '.', such as \"columns.cmdline\""),
+                ));
             }
         }
     }

@@ -28,12 +28,14 @@
 pub mod alert;
 pub mod condition;
 pub mod config;
+pub mod dedup;
 pub mod error;
 pub mod glob;
 pub mod jsonschema;
 pub mod record;
 pub mod rule;
 pub mod schema;
+pub mod slack;
 pub mod testing;
 
 pub use alert::Alert;
