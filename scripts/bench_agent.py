@@ -12,8 +12,10 @@ The harness runs on core 0 and pins the agent to core 1 with taskset. Everything
 a temporary directory; nothing touches the network.
 """
 
+import http.server
 import json
 import os
+import threading
 import random
 import shutil
 import statistics
@@ -52,6 +54,31 @@ def process_line(rng, name=None, pid=None, query=None):
     return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 
+class Receiver:
+    """A Slack-compatible webhook receiver on 127.0.0.1 that records arrival times."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((time.perf_counter(), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/services/bench" % self.server.server_address[1]
+
+
 class Agent:
     """An `edgealert run` process in its own temporary directory."""
 
@@ -62,8 +89,14 @@ class Agent:
         self.alerts = os.path.join(root, "state", "alerts.jsonl")
         shutil.copytree(os.path.join(REPO, "conf"), os.path.join(root, "conf"))
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
+        self.receiver = Receiver()
+        secret = os.path.join(root, "slack-security.url")
+        with open(secret, "w") as f:
+            f.write(self.receiver.url())
+        os.chmod(secret, 0o600)
         settings = {"files": [self.log], "state_dir": os.path.join(root, "state"),
-                    "records_file": self.records, "start_at": start_at}
+                    "records_file": self.records, "start_at": start_at,
+                    "slack": {"webhooks": {"security": {"file": secret}}}}
         with open(os.path.join(root, "conf", "agent.json"), "w") as f:
             json.dump(settings, f)
         self.process = None
@@ -83,6 +116,7 @@ class Agent:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.receiver.server.shutdown()
 
     def cpu_ticks(self):
         with open("/proc/%d/stat" % self.process.pid) as f:
@@ -125,26 +159,41 @@ def throughput(lines, runs):
             "seconds": results, "lines_per_s": lines / median, "mib_per_s": len(data) / median / 2**20}
 
 
-def latency(samples):
+def percentile(values, fraction):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * fraction))]
+
+
+def latency(samples, spacing):
+    """Appends one netcat listener line at a time, `spacing` seconds apart so Slack's rate
+    limit of about one message a second does not queue them, and times the alert file
+    write and the webhook request."""
     rng = random.Random(2)
+    to_file, to_slack = [], []
     with tempfile.TemporaryDirectory() as root:
         agent = Agent(root)
         agent.start()
-        delays = []
         for index in range(samples):
             line = process_line(rng, name="nc", pid=200000 + index, query="pack_detection_listening_processes")
-            before = size(agent.alerts)
+            before_file, before_slack = size(agent.alerts), len(agent.receiver.received)
             started = time.perf_counter()
             with open(agent.log, "ab") as f:
                 f.write(line)
-            while size(agent.alerts) == before:
+            while size(agent.alerts) == before_file:
                 pass
-            delays.append((time.perf_counter() - started) * 1000)
-            time.sleep(0.02)
+            to_file.append((time.perf_counter() - started) * 1000)
+            deadline = started + 10
+            while len(agent.receiver.received) == before_slack and time.perf_counter() < deadline:
+                time.sleep(0.0002)
+            if len(agent.receiver.received) > before_slack:
+                to_slack.append((agent.receiver.received[before_slack][0] - started) * 1000)
+            time.sleep(max(0.0, started + spacing - time.perf_counter()))
         agent.stop()
-    delays.sort()
-    return {"samples": samples, "p50_ms": delays[len(delays) // 2],
-            "p99_ms": delays[int(len(delays) * 0.99) - 1], "max_ms": delays[-1]}
+    return {"samples": samples, "spacing_s": spacing,
+            "alert_file_p50_ms": percentile(to_file, 0.5), "alert_file_p99_ms": percentile(to_file, 0.99),
+            "webhook_samples": len(to_slack),
+            "webhook_p50_ms": percentile(to_slack, 0.5), "webhook_p99_ms": percentile(to_slack, 0.99),
+            "webhook_max_ms": max(to_slack)}
 
 
 def memory_and_idle(rate, seconds, idle_seconds):
@@ -178,7 +227,7 @@ def main():
     quick = "--quick" in sys.argv
     report = {
         "throughput": throughput(20000 if quick else 100000, 1 if quick else 3),
-        "latency": latency(50 if quick else 300),
+        "latency": latency(10 if quick else 100, 1.1),
         "memory_and_idle": memory_and_idle(5000, 5 if quick else 20, 5 if quick else 30),
     }
     print(json.dumps(report, indent=2))

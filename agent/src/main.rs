@@ -2,10 +2,12 @@
 
 mod commands;
 mod logging;
+mod notify;
 mod pipeline;
 mod reload;
 mod run;
 mod settings;
+mod slack;
 mod status;
 
 use std::path::PathBuf;

@@ -72,6 +72,20 @@ async fn reload(dir: &std::path::Path, shared: &Shared) {
             return;
         }
     };
+    let missing: Vec<String> = crate::notify::required_descriptors(&config)
+        .into_iter()
+        .filter(|descriptor| !shared.notifier.descriptors().contains(descriptor))
+        .map(|descriptor| format!("slack:{descriptor}"))
+        .collect();
+    if !missing.is_empty() {
+        let message = format!(
+            "rules send to {}, which had no webhook secret when the agent started; add the secret and restart the agent",
+            missing.join(", ")
+        );
+        tracing::error!(conf = %dir.display(), errors = %message, "Configuration reload rejected; the running configuration stays active.");
+        shared.record_error(format!("reload rejected: {message}"));
+        return;
+    }
     if settings != shared.settings {
         tracing::warn!(
             file = %dir.join(crate::settings::FILE_NAME).display(),

@@ -24,8 +24,10 @@ use anyhow::{Context, Result};
 use rules_core::Config;
 use tailer::{Position, TailEvent, Tailer, TailerConfig};
 
+use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, Processed};
 use crate::settings::{self, AgentSettings};
+use crate::slack::outbox::Message;
 use crate::status::{self, StatusFile};
 
 /// Arguments of `edgealert run`.
@@ -54,6 +56,8 @@ pub(crate) struct Shared {
     config_generation: std::sync::atomic::AtomicU64,
     shutdown: AtomicBool,
     status: Mutex<StatusFile>,
+    /// Slack delivery, for the status report.
+    pub(crate) notifier: Arc<Notifier>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -80,8 +84,11 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
 
     let tailer =
         Tailer::open(tailer_config(&settings, &state_dir)).context("cannot start the tailer")?;
-    let sinks = Sinks::open(&settings, &state_dir)?;
+    let webhooks = crate::notify::load_webhooks(&config, &settings.slack)?;
+    let notifier = Arc::new(Notifier::start(&state_dir, webhooks, &settings.slack)?);
+    let sinks = Sinks::open(&settings, &state_dir, Arc::clone(&notifier))?;
     let shared = Arc::new(Shared {
+        notifier: Arc::clone(&notifier),
         settings: settings.clone(),
         config: RwLock::new(Arc::clone(&config)),
         config_generation: Default::default(),
@@ -118,6 +125,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         state_dir.clone(),
         Arc::clone(&shared),
     ));
+    let digest_task = tokio::spawn(queue_digests_periodically(Arc::clone(&shared)));
     let reload_task = tokio::spawn(crate::reload::watch(
         args.conf.dir.clone(),
         Arc::clone(&shared),
@@ -132,6 +140,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     let joined =
         tokio::task::spawn_blocking(move || (tail_thread.join(), pipeline_thread.join())).await?;
     reload_task.abort();
+    digest_task.abort();
     status_task.abort();
     status::write_now(&state_dir, &shared);
     match joined {
@@ -338,7 +347,11 @@ fn spawn_pipeline_thread(
                     generation = current;
                 }
                 let processed = pipeline.process(batch);
-                deliver(&mut sinks, processed, &acks, &shared);
+                let messages =
+                    sinks
+                        .notifier
+                        .prepare(pipeline.config(), &processed.alerts, unix_now());
+                deliver(&mut sinks, processed, &messages, &acks, &shared);
                 if let Ok(mut status) = shared.status.lock() {
                     status.counters = pipeline.counters.clone();
                     status.config_digest = pipeline.config().digest.clone();
@@ -349,10 +362,20 @@ fn spawn_pipeline_thread(
 }
 
 /// Writes a batch to the sinks, retrying until it succeeds, then acknowledges it.
-fn deliver(sinks: &mut Sinks, processed: Processed, acks: &Sender<TailMessage>, shared: &Shared) {
+fn deliver(
+    sinks: &mut Sinks,
+    processed: Processed,
+    messages: &[Message],
+    acks: &Sender<TailMessage>,
+    shared: &Shared,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
-        match sinks.write(&processed) {
+        let written = sinks
+            .notifier
+            .commit(messages)
+            .and_then(|()| sinks.write(&processed));
+        match written {
             Ok(()) => break,
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "Writing to a local sink failed; holding the batch and retrying.");
@@ -370,6 +393,7 @@ fn deliver(sinks: &mut Sinks, processed: Processed, acks: &Sender<TailMessage>, 
 
 /// Local JSON-lines outputs: alerts, and optionally every record.
 struct Sinks {
+    notifier: Arc<Notifier>,
     alerts_path: PathBuf,
     alerts: File,
     alerts_stdout: bool,
@@ -377,7 +401,7 @@ struct Sinks {
 }
 
 impl Sinks {
-    fn open(settings: &AgentSettings, state_dir: &Path) -> Result<Sinks> {
+    fn open(settings: &AgentSettings, state_dir: &Path, notifier: Arc<Notifier>) -> Result<Sinks> {
         let alerts_path = settings
             .alerts
             .file
@@ -389,6 +413,7 @@ impl Sinks {
             None => None,
         };
         Ok(Sinks {
+            notifier,
             alerts_path,
             alerts,
             alerts_stdout: settings.alerts.stdout,
@@ -485,4 +510,27 @@ impl Shared {
             update(&mut status);
         }
     }
+}
+
+/// Queues the digests of ended dedup windows once a second.
+async fn queue_digests_periodically(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        let config = match shared.config.read() {
+            Ok(config) => Arc::clone(&config),
+            Err(_) => return,
+        };
+        if let Err(error) = shared.notifier.queue_digests(&config, unix_now()) {
+            tracing::error!(error = %format!("{error:#}"), "Queuing dedup digests failed; their counts are lost.");
+            shared.record_error(format!("digest: {error:#}"));
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|duration| duration.as_secs())
+        .unwrap_or_default()
 }

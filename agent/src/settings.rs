@@ -35,6 +35,8 @@ pub struct AgentSettings {
     pub alerts: AlertOutput,
     /// Optional local copy of every record (original bytes, one per line) and internal event.
     pub records_file: Option<PathBuf>,
+    /// Slack delivery: webhook secrets, rate limit and retries.
+    pub slack: crate::slack::SlackSettings,
 }
 
 /// Start position in a file without a checkpoint.
@@ -75,6 +77,7 @@ impl Default for AgentSettings {
             shutdown_timeout_ms: 10_000,
             alerts: AlertOutput::default(),
             records_file: None,
+            slack: crate::slack::SlackSettings::default(),
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct StatusFile {
     pub counters: Counters,
     /// Sinks by role and destination.
     pub sinks: Vec<(String, String)>,
+    /// Slack delivery: outbox, dead letters and counters per webhook.
+    #[serde(default)]
+    pub slack: crate::notify::SlackReport,
     /// Most recent error, if any.
     pub last_error: Option<String>,
 }
@@ -79,6 +82,7 @@ impl StatusFile {
             files: Vec::new(),
             counters: Counters::default(),
             sinks: sinks.to_vec(),
+            slack: crate::notify::SlackReport::default(),
             last_error: None,
         }
     }
@@ -117,6 +121,8 @@ pub async fn write_periodically(state_dir: PathBuf, shared: Arc<Shared>) {
     let mut last_write = tokio::time::Instant::now();
     loop {
         interval.tick().await;
+        let report = shared.notifier.report();
+        shared.update_status(|status| status.slack = report);
         let Some(mut status) = shared.status_snapshot() else {
             continue;
         };
@@ -252,6 +258,17 @@ fn print_status(status: &StatusFile, running: bool) {
     }
     for (role, destination) in &status.sinks {
         println!("sink {role}: {destination}");
+    }
+    println!(
+        "slack: {} queued, {} dead letters",
+        status.slack.outbox, status.slack.dead_letters
+    );
+    for (descriptor, webhook) in &status.slack.webhooks {
+        let error = webhook.last_error.as_deref().unwrap_or("none");
+        println!(
+            "webhook slack:{descriptor}: {} sent, {} rate-limited, {} retries, {} dead-lettered, last error: {error}",
+            webhook.sent, webhook.rate_limited, webhook.retries, webhook.dead_lettered
+        );
     }
     if let Some(error) = &status.last_error {
         println!("last error: {error}");

@@ -3,6 +3,9 @@
 // Each test crate uses only some of the helpers.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod webhook;
+
 use std::path::{Path, PathBuf};
 
 /// Returns the repository root.
@@ -22,4 +25,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// Writes a webhook URL to `dir/slack-security.url` with mode 0600 and returns the path.
+pub fn write_secret(dir: &Path, url: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("slack-security.url");
+    std::fs::write(&path, url).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
 }

@@ -1,0 +1,240 @@
+//! The persistent outbox: a Slack message is written here before the lines that raised it
+//! are acknowledged, and removed only after Slack accepted it, so messages survive restarts
+//! and crashes.
+//!
+//! Each message is one file, `<sequence>-<output>-<alert id>.json`, written to a temporary
+//! name, synced and renamed, and the directory is synced. Messages are sent in sequence
+//! order. A message that cannot be delivered moves to `dead-letter/` with its last error.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One message waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Slack descriptor, such as `security`.
+    pub descriptor: String,
+    /// Id of the alert the message is about, or of the digest.
+    pub alert_id: String,
+    /// The webhook payload.
+    pub payload: serde_json::Value,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// A message file in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// Position in the send order.
+    pub sequence: u64,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// The outbox directory and its dead-letter directory.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    dead_letter: PathBuf,
+    next_sequence: u64,
+    /// `<output>-<alert id>` of every queued message, so a re-read line does not queue the
+    /// same message twice.
+    queued: BTreeSet<String>,
+}
+
+impl Outbox {
+    /// Opens (creating) `dir` and `dir/dead-letter`, and resumes the sequence after the
+    /// highest queued message. Temporary files of an interrupted write are removed.
+    pub fn open(dir: &Path) -> std::io::Result<Outbox> {
+        let dead_letter = dir.join("dead-letter");
+        std::fs::create_dir_all(&dead_letter)?;
+        let mut outbox = Outbox {
+            dir: dir.to_path_buf(),
+            dead_letter,
+            next_sequence: 0,
+            queued: BTreeSet::new(),
+        };
+        for entry in outbox.entries()? {
+            outbox.next_sequence = outbox.next_sequence.max(entry.sequence + 1);
+            if let Some(key) = queue_key(&entry.path) {
+                outbox.queued.insert(key);
+            }
+        }
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.path().extension().is_some_and(|ext| ext == "tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(outbox)
+    }
+
+    /// Writes `message` durably; returns false when the same output and alert id are
+    /// already queued.
+    pub fn put(&mut self, message: &Message) -> std::io::Result<bool> {
+        let key = format!("{}-{}", message.descriptor, message.alert_id);
+        if self.queued.contains(&key) {
+            return Ok(false);
+        }
+        let name = format!("{:020}-{key}.json", self.next_sequence);
+        let temporary = self.dir.join(format!("{name}.tmp"));
+        let mut file = File::create(&temporary)?;
+        file.write_all(&serde_json::to_vec(message)?)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, self.dir.join(&name))?;
+        File::open(&self.dir)?.sync_all()?;
+        self.next_sequence += 1;
+        self.queued.insert(key);
+        Ok(true)
+    }
+
+    /// Lists queued messages in send order.
+    pub fn entries(&self) -> std::io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|ext| ext != "json") {
+                continue;
+            }
+            let sequence = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.split('-').next())
+                .and_then(|digits| digits.parse::<u64>().ok());
+            if let Some(sequence) = sequence {
+                entries.push(Entry { sequence, path });
+            }
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// Reads a queued message; a file that does not parse is moved to the dead letters.
+    pub fn read(&mut self, entry: &Entry) -> std::io::Result<Option<Message>> {
+        let bytes = std::fs::read(&entry.path)?;
+        match serde_json::from_slice(&bytes) {
+            Ok(message) => Ok(Some(message)),
+            Err(error) => {
+                self.dead_letter(entry, &format!("unreadable outbox file: {error}"))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Removes a delivered message.
+    pub fn remove(&mut self, entry: &Entry) -> std::io::Result<()> {
+        std::fs::remove_file(&entry.path)?;
+        if let Some(key) = queue_key(&entry.path) {
+            self.queued.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Moves a message that cannot be delivered to `dead-letter/`, with its error beside it.
+    pub fn dead_letter(&mut self, entry: &Entry, error: &str) -> std::io::Result<()> {
+        let name = entry.path.file_name().unwrap_or_default();
+        let target = self.dead_letter.join(name);
+        std::fs::rename(&entry.path, &target)?;
+        std::fs::write(target.with_extension("error"), format!("{error}\n"))?;
+        if let Some(key) = queue_key(&entry.path) {
+            self.queued.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Returns the number of queued messages.
+    pub fn len(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Returns the number of dead letters.
+    pub fn dead_letters(&self) -> usize {
+        std::fs::read_dir(&self.dead_letter)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Returns `<output>-<alert id>` from a message file name.
+fn queue_key(path: &Path) -> Option<String> {
+    let stem = path.file_stem()?.to_str()?;
+    stem.split_once('-').map(|(_, key)| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(alert_id: &str) -> Message {
+        Message {
+            descriptor: "security".into(),
+            alert_id: alert_id.into(),
+            payload: serde_json::json!({"text": alert_id}),
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn outbox_keeps_order_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        assert!(outbox.put(&message("a")).unwrap());
+        assert!(outbox.put(&message("b")).unwrap());
+        drop(outbox);
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        assert!(outbox.put(&message("c")).unwrap());
+        let entries = outbox.entries().unwrap();
+        let ids: Vec<String> = entries
+            .iter()
+            .map(|entry| outbox.read(entry).unwrap().unwrap().alert_id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn outbox_skips_queued_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        assert!(outbox.put(&message("a")).unwrap());
+        assert!(!outbox.put(&message("a")).unwrap());
+        drop(outbox);
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        assert!(!outbox.put(&message("a")).unwrap());
+        assert_eq!(outbox.len(), 1);
+    }
+
+    #[test]
+    fn outbox_dead_letters_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("00000000000000000007-security-x.json"),
+            b"{torn",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("00000000000000000008-security-y.json.tmp"),
+            b"{",
+        )
+        .unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let entries = outbox.entries().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(outbox.read(&entries[0]).unwrap(), None);
+        assert_eq!(outbox.dead_letters(), 1);
+        assert!(
+            !dir.path()
+                .join("00000000000000000008-security-y.json.tmp")
+                .exists()
+        );
+        assert!(outbox.put(&message("z")).unwrap());
+        assert_eq!(outbox.entries().unwrap()[0].sequence, 8);
+    }
+}

@@ -1,0 +1,260 @@
+//! Slack delivery end to end: the real agent, a local webhook receiver on 127.0.0.1, and the
+//! failures Slack and the network produce.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::agent::{Agent, BIN};
+use common::webhook::Reply;
+
+/// The netcat scenario of the osquery fixtures, one line per record.
+fn fixture_lines() -> Vec<String> {
+    let text = std::fs::read_to_string(common::repo().join("tests/data/osquery/results_event.log"))
+        .unwrap();
+    text.lines().map(|line| format!("{line}\n")).collect()
+}
+
+/// A netcat listener row for process `pid`, as osqueryd logs it.
+fn netcat_line(pid: u32) -> String {
+    let line = fixture_lines()[10].clone();
+    line.replace("\"pid\":\"48213\"", &format!("\"pid\":\"{pid}\""))
+}
+
+fn texts(agent: &Agent) -> Vec<String> {
+    agent
+        .webhook
+        .accepted()
+        .iter()
+        .map(|request| request.payload["text"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The fixture raises 7 alerts. The IPv6 listener of ncat shares its pid and port with the
+/// IPv4 one, and the other ncat rows share pid and cmdline, so the rules' dedup keys leave
+/// one message per process and rule.
+#[test]
+fn slack_receives_fixture_alerts_once() {
+    let mut agent = Agent::new();
+    agent.start();
+    for line in fixture_lines() {
+        agent.append(&line);
+    }
+    agent.wait_for("the fixture's messages", |agent| {
+        agent.webhook.accepted().len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    agent.stop();
+
+    let texts = texts(&agent);
+    assert_eq!(
+        texts,
+        vec![
+            "[HIGH] netcat_listener on web-07.corp.example: nc -lvnp 4444",
+            "[CRITICAL] netcat_command_execution on web-07.corp.example: ncat -lvp 8443 --ssl -e /bin/bash",
+            "[HIGH] netcat_listener on web-07.corp.example: ncat -lvp 8443 --ssl -e /bin/bash",
+        ]
+    );
+    for request in agent.webhook.accepted() {
+        assert_eq!(request.path, "/services/T0/B0/SECRETPATH");
+        assert!(
+            request.payload["blocks"]
+                .as_array()
+                .is_some_and(|blocks| !blocks.is_empty())
+        );
+    }
+}
+
+#[test]
+fn slack_url_never_in_logs_or_status() {
+    let mut agent = Agent::new();
+    agent
+        .webhook
+        .script([Reply::status(500, "oops"), Reply::status(404, "no_service")]);
+    agent.start();
+    agent.append(&netcat_line(1));
+    agent.append(&netcat_line(2));
+    agent.wait_for("three requests", |agent| {
+        agent.webhook.received().len() >= 3
+    });
+    let status = || {
+        let output = Command::new(BIN)
+            .args(["status", "--conf"])
+            .arg(agent.path("conf"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    agent.wait_for("the dead letter in the status", |_| {
+        status().contains("1 dead-lettered")
+    });
+    let status = status();
+    agent.stop();
+
+    for (name, text) in [
+        ("agent log", agent.log()),
+        ("status", status),
+        (
+            "status.json",
+            std::fs::read_to_string(agent.path("state/status.json")).unwrap(),
+        ),
+        (
+            "alerts",
+            std::fs::read_to_string(agent.path("state/alerts.jsonl")).unwrap(),
+        ),
+    ] {
+        assert!(
+            !text.contains("SECRETPATH"),
+            "{name} contains the webhook URL"
+        );
+        assert!(
+            !text.contains(&format!("127.0.0.1:{}", agent.webhook.port)),
+            "{name} contains the webhook address"
+        );
+    }
+}
+
+#[test]
+fn slack_waits_for_retry_after() {
+    let mut agent = Agent::new();
+    agent
+        .webhook
+        .script([Reply::rate_limited(1), Reply::rate_limited(2)]);
+    agent.start();
+    agent.append(&netcat_line(7));
+    agent.wait_for("the accepted message", |agent| {
+        !agent.webhook.accepted().is_empty()
+    });
+    agent.stop();
+
+    let received = agent.webhook.received();
+    let statuses: Vec<u16> = received.iter().map(|request| request.status).collect();
+    assert_eq!(statuses, vec![429, 429, 200]);
+    assert!(received[1].at - received[0].at >= Duration::from_millis(950));
+    assert!(received[2].at - received[1].at >= Duration::from_millis(1950));
+    assert!(
+        agent
+            .log()
+            .contains("Slack rate-limited the webhook; waiting for Retry-After.")
+    );
+}
+
+#[test]
+fn slack_retries_server_errors_then_delivers() {
+    let mut agent = Agent::new();
+    agent.webhook.script([
+        Reply::status(500, "a"),
+        Reply::status(503, "b"),
+        Reply::status(502, "c"),
+    ]);
+    agent.start();
+    agent.append(&netcat_line(8));
+    agent.wait_for("the accepted message", |agent| {
+        !agent.webhook.accepted().is_empty()
+    });
+    agent.stop();
+
+    let statuses: Vec<u16> = agent
+        .webhook
+        .received()
+        .iter()
+        .map(|request| request.status)
+        .collect();
+    assert_eq!(statuses, vec![500, 503, 502, 200]);
+    assert_eq!(agent.outbox_files(), 0);
+}
+
+#[test]
+fn slack_dead_letters_permanent_error() {
+    let mut agent = Agent::new();
+    agent.webhook.script([Reply::status(404, "no_service")]);
+    agent.start();
+    agent.append(&netcat_line(9));
+    agent.wait_for("the dead letter", |agent| agent.dead_letters() == 1);
+    std::thread::sleep(Duration::from_millis(500));
+    agent.stop();
+
+    assert_eq!(agent.webhook.received().len(), 1);
+    let error = std::fs::read_dir(agent.path("state/outbox/dead-letter"))
+        .unwrap()
+        .flatten()
+        .find(|entry| entry.path().extension().is_some_and(|ext| ext == "error"))
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap())
+        .unwrap();
+    assert_eq!(error, "HTTP 404: no_service\n");
+    assert!(
+        agent
+            .log()
+            .contains("Slack did not accept the message; moved it to the dead letters.")
+    );
+}
+
+#[test]
+fn slack_delivers_pending_alert_once_after_kill() {
+    let mut agent = Agent::new();
+    agent.webhook.script([
+        Reply::status(500, "down"),
+        Reply::status(500, "down"),
+        Reply::status(500, "down"),
+    ]);
+    agent.start();
+    agent.append(&netcat_line(10));
+    agent.wait_for("a failed attempt", |agent| {
+        !agent.webhook.received().is_empty()
+    });
+    agent.kill();
+    assert_eq!(agent.outbox_files(), 1);
+
+    agent.start();
+    agent.wait_for("the accepted message", |agent| {
+        !agent.webhook.accepted().is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    agent.stop();
+    assert_eq!(agent.webhook.accepted().len(), 1);
+    assert_eq!(agent.outbox_files(), 0);
+}
+
+#[test]
+fn slack_does_not_repeat_after_restart_or_counter_zero_dump() {
+    let mut agent = Agent::new();
+    agent.start();
+    agent.append(&netcat_line(11));
+    agent.wait_for("the first message", |agent| {
+        agent.webhook.accepted().len() == 1
+    });
+    agent.stop();
+
+    // osqueryd restarted with a fresh database: the same row again, counter 0, a new time.
+    let dump = netcat_line(11)
+        .replace("\"counter\":1", "\"counter\":0")
+        .replace("1741947131", "1741950000");
+    agent.start();
+    agent.append(&dump);
+    agent.append(&netcat_line(11));
+    agent.wait_for("the lines", |agent| agent.records().len() >= 3);
+    std::thread::sleep(Duration::from_secs(2));
+    agent.stop();
+    assert_eq!(agent.webhook.accepted().len(), 1);
+}
+
+#[test]
+fn slack_refuses_to_start_without_secret() {
+    let agent = Agent::new();
+    agent.configure(|settings| {
+        settings["slack"]["webhooks"]["security"] =
+            serde_json::json!({"env": "EDGEALERT_TEST_NO_SUCH_VARIABLE"})
+    });
+    let output = Command::new(BIN)
+        .args(["run", "--conf"])
+        .arg(agent.path("conf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("webhook secret of slack:security: environment variable EDGEALERT_TEST_NO_SUCH_VARIABLE is not set or not valid UTF-8"),
+        "{stderr}"
+    );
+}
