@@ -10,7 +10,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::run::Shared;
+use crate::run::{RELOAD_REJECTED, Shared};
 
 /// Time to wait for more changes after the first one, so an editor's several writes or a
 /// directory sync reload once.
@@ -64,7 +64,7 @@ async fn reload(dir: &std::path::Path, shared: &Shared) {
         Ok(Err(errors)) => {
             let message = errors.to_string();
             tracing::error!(conf = %dir.display(), errors = %message, "Configuration reload rejected; the running configuration stays active.");
-            shared.record_error(format!("reload rejected: {message}"));
+            shared.record_error(format!("{RELOAD_REJECTED}{message}"));
             return;
         }
         Err(error) => {
@@ -83,7 +83,7 @@ async fn reload(dir: &std::path::Path, shared: &Shared) {
             missing.join(", ")
         );
         tracing::error!(conf = %dir.display(), errors = %message, "Configuration reload rejected; the running configuration stays active.");
-        shared.record_error(format!("reload rejected: {message}"));
+        shared.record_error(format!("{RELOAD_REJECTED}{message}"));
         return;
     }
     if settings != shared.settings {
@@ -92,6 +92,7 @@ async fn reload(dir: &std::path::Path, shared: &Shared) {
             "Changes to agent.json take effect at the next start; the running agent keeps its files, sinks and limits."
         );
     }
+    shared.clear_reload_error();
     if config.digest == shared.digest() {
         return;
     }

@@ -93,7 +93,10 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         config: RwLock::new(Arc::clone(&config)),
         config_generation: Default::default(),
         shutdown: AtomicBool::new(false),
-        status: Mutex::new(StatusFile::new(&config, &sinks.describe())),
+        status: Mutex::new(StatusFile {
+            followed: settings.files.clone(),
+            ..StatusFile::new(&config, &sinks.describe())
+        }),
     });
     tracing::info!(
         conf = %args.conf.dir.display(),
@@ -211,7 +214,7 @@ fn spawn_tail_thread(
     std::thread::Builder::new()
         .name("tail".into())
         .spawn(move || {
-            let mut loop_state = TailLoop { last_checkpoint: Instant::now(), dirty: false, shutdown_deadline: None };
+            let mut loop_state = TailLoop { checkpoint_failures: 0, last_checkpoint: Instant::now(), dirty: false, shutdown_deadline: None };
             let result = loop_state.run(&mut tailer, &shared, &inbox, &batches, stat_interval, checkpoint_interval, shutdown_timeout);
             if let Err(error) = tailer.write_checkpoint() {
                 tracing::error!(error = %error, "Final checkpoint write failed; lines since the last checkpoint will be read again.");
@@ -222,7 +225,14 @@ fn spawn_tail_thread(
         .context("cannot start the tail thread")
 }
 
+/// Prefix of the status error of a rejected reload.
+pub(crate) const RELOAD_REJECTED: &str = "reload rejected: ";
+
+/// Number of consecutive checkpoint failures between two error logs.
+const CHECKPOINT_FAILURE_LOG_EVERY: u64 = 60;
+
 struct TailLoop {
+    checkpoint_failures: u64,
     last_checkpoint: Instant,
     dirty: bool,
     shutdown_deadline: Option<Instant>,
@@ -259,7 +269,7 @@ impl TailLoop {
             while let Ok(message) = inbox.try_recv() {
                 self.apply(tailer, message);
             }
-            self.maybe_checkpoint(tailer, checkpoint_interval);
+            self.maybe_checkpoint(tailer, shared, checkpoint_interval);
             update_file_status(tailer, shared);
 
             if shared.shutdown.load(Ordering::SeqCst) {
@@ -304,18 +314,33 @@ impl TailLoop {
         }
     }
 
-    fn maybe_checkpoint(&mut self, tailer: &mut Tailer, interval: Duration) {
+    fn maybe_checkpoint(&mut self, tailer: &mut Tailer, shared: &Shared, interval: Duration) {
         if !self.dirty || self.last_checkpoint.elapsed() < interval {
             return;
         }
+        self.last_checkpoint = Instant::now();
         match tailer.write_checkpoint() {
             Ok(()) => {
                 self.dirty = false;
-                self.last_checkpoint = Instant::now();
+                if self.checkpoint_failures > 0 {
+                    tracing::info!(
+                        failures = self.checkpoint_failures,
+                        "Checkpoint writes succeed again."
+                    );
+                    self.checkpoint_failures = 0;
+                }
             }
             Err(error) => {
-                tracing::error!(error = %error, "Checkpoint write failed; retrying at the next interval.");
-                self.last_checkpoint = Instant::now();
+                // Logged on the first failure and then every 60th, because a read-only or
+                // full state directory fails on every interval.
+                if self
+                    .checkpoint_failures
+                    .is_multiple_of(CHECKPOINT_FAILURE_LOG_EVERY)
+                {
+                    tracing::error!(error = %error, failures = self.checkpoint_failures + 1, "Checkpoint write failed; lines since the last checkpoint will be read again after a restart.");
+                }
+                self.checkpoint_failures += 1;
+                shared.record_error(format!("checkpoint write failed: {error}"));
             }
         }
     }
@@ -496,6 +521,21 @@ impl Shared {
     pub(crate) fn record_error(&self, error: String) {
         if let Ok(mut status) = self.status.lock() {
             status.last_error = Some(error);
+        }
+    }
+
+    /// Clears a rejected-reload error once the configuration directory is valid again.
+    pub(crate) fn clear_reload_error(&self) {
+        let Ok(mut status) = self.status.lock() else {
+            return;
+        };
+        let rejected = status
+            .last_error
+            .as_deref()
+            .is_some_and(|error| error.starts_with(RELOAD_REJECTED));
+        if rejected {
+            status.last_error = None;
+            tracing::info!("Configuration directory is valid again.");
         }
     }
 

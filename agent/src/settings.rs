@@ -73,7 +73,7 @@ impl Default for AgentSettings {
             max_line_bytes: 16 << 20,
             max_unacked_bytes: 64 << 20,
             stat_interval_ms: 2_000,
-            checkpoint_interval_ms: 1_000,
+            checkpoint_interval_ms: 250,
             shutdown_timeout_ms: 10_000,
             alerts: AlertOutput::default(),
             records_file: None,

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::pipeline::Counters;
 use crate::run::Shared;
 
+/// Consecutive failed status writes.
+static WRITE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// File name of the status file in the state directory.
 pub const FILE_NAME: &str = "status.json";
 
@@ -32,6 +35,9 @@ pub struct StatusFile {
     pub config_dir: PathBuf,
     /// SHA-256 digest of the active configuration.
     pub config_digest: String,
+    /// Configured paths to follow, present or not.
+    #[serde(default)]
+    pub followed: Vec<PathBuf>,
     /// Followed files.
     pub files: Vec<FileReport>,
     /// Pipeline counters.
@@ -79,6 +85,7 @@ impl StatusFile {
             updated_at: now,
             config_dir: config.dir.clone(),
             config_digest: config.digest.clone(),
+            followed: Vec::new(),
             files: Vec::new(),
             counters: Counters::default(),
             sinks: sinks.to_vec(),
@@ -142,8 +149,17 @@ pub fn write_now(state_dir: &Path, shared: &Shared) {
         return;
     };
     status.updated_at = unix_now();
-    if let Err(error) = write_atomically(&state_dir.join(FILE_NAME), &status) {
-        tracing::warn!(error = %format!("{error:#}"), "Writing the status file failed.");
+    match write_atomically(&state_dir.join(FILE_NAME), &status) {
+        Ok(()) => {
+            WRITE_FAILURES.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        Err(error) => {
+            // Logged on the first failure and then every 60th: the writer runs every second.
+            let failures = WRITE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if failures.is_multiple_of(60) {
+                tracing::warn!(error = %format!("{error:#}"), failures = failures + 1, "Writing the status file failed; edgealert status shows stale data.");
+            }
+        }
     }
 }
 
@@ -229,6 +245,11 @@ fn print_status(status: &StatusFile, running: bool) {
         "updated: {}s ago",
         unix_now().saturating_sub(status.updated_at)
     );
+    for path in &status.followed {
+        if !status.files.iter().any(|file| &file.followed_path == path) {
+            println!("file {}: not present; waiting for it", path.display());
+        }
+    }
     for file in &status.files {
         let lag = file.lag_bytes.map_or("?".to_owned(), |lag| lag.to_string());
         println!(

@@ -124,6 +124,35 @@ fn run_keeps_old_config_when_reload_is_invalid() {
         String::from_utf8_lossy(&status().stdout).contains("last error: reload rejected")
     });
     assert!(status().status.success());
+
+    std::fs::write(&rule, text).unwrap();
+    agent.wait_for("the valid configuration", |agent| {
+        agent
+            .log()
+            .contains("Configuration directory is valid again.")
+    });
+    agent.wait_for("the cleared error in the status", |_| {
+        !String::from_utf8_lossy(&status().stdout).contains("last error: reload rejected")
+    });
+    agent.stop();
+}
+
+#[test]
+fn status_lists_missing_followed_file() {
+    let mut agent = Agent::new();
+    agent.start();
+    let expected = format!(
+        "file {}: not present; waiting for it",
+        agent.path("logs/osqueryd.results.log").display()
+    );
+    agent.wait_for("the missing file in the status", |agent| {
+        let output = Command::new(BIN)
+            .args(["status", "--conf"])
+            .arg(agent.path("conf"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).contains(&expected)
+    });
     agent.stop();
 }
 
