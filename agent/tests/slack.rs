@@ -258,3 +258,22 @@ fn slack_refuses_to_start_without_secret() {
         "{stderr}"
     );
 }
+
+#[test]
+fn validate_secrets_names_descriptor_not_url() {
+    let agent = Agent::new();
+    let path = agent.path("slack-security.url");
+    std::fs::write(&path, "ftp://hooks.example/SECRETPATH").unwrap();
+    let output = Command::new(BIN)
+        .args(["validate", "--secrets", "--conf"])
+        .arg(agent.path("conf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("webhook secret of slack:security: the URL must use https (http is accepted only for a loopback address)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRETPATH"));
+}

@@ -17,6 +17,9 @@ pub struct Args {
     /// osquery log files whose lines are classified one by one.
     #[arg(long = "log", value_name = "FILE", num_args = 1..)]
     logs: Vec<PathBuf>,
+    /// Also load the Slack webhook secrets the rules need, as `edgealert run` does.
+    #[arg(long)]
+    secrets: bool,
     /// Source the log lines come from, as service:resource from sources.json.
     #[arg(long, value_name = "SERVICE:RESOURCE", default_value = "file:osquery")]
     source: String,
@@ -24,8 +27,23 @@ pub struct Args {
 
 /// Validates; exit status 1 when a log line does not classify.
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let (config, _settings) = crate::settings::load_all(&args.conf.dir)
+    let (config, settings) = crate::settings::load_all(&args.conf.dir)
         .with_context(|| format!("cannot load configuration from {}", args.conf.dir.display()))?;
+    if args.secrets {
+        let webhooks = crate::notify::load_webhooks(&config, &settings.slack)?;
+        let names: Vec<String> = webhooks
+            .keys()
+            .map(|descriptor| format!("slack:{descriptor}"))
+            .collect();
+        println!(
+            "webhook secrets loaded: {}",
+            if names.is_empty() {
+                "none needed".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
