@@ -18,11 +18,25 @@ use crate::slack::outbox::{Message, Outbox};
 use crate::slack::secrets::{self, WebhookUrl};
 use crate::slack::{self, Delivery, SlackSettings, WebhookStatus};
 
+/// Alerts counted instead of queued while a webhook's outbox was full.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Burst {
+    descriptor: String,
+    rule: String,
+    host: Option<String>,
+    count: u64,
+    first_seen: u64,
+}
+
 /// Queues Slack messages for alerts and digests.
 pub struct Notifier {
     delivery: Arc<Delivery>,
     dedup: Mutex<DedupState>,
     dedup_path: PathBuf,
+    /// Bursts by `descriptor|rule|host`, saved in `bursts_path` with the dedup state.
+    bursts: Mutex<BTreeMap<String, Burst>>,
+    bursts_path: PathBuf,
+    max_backlog: usize,
     /// Descriptors with a loaded webhook URL.
     descriptors: BTreeSet<String>,
 }
@@ -82,10 +96,15 @@ impl Notifier {
         slack::spawn_senders(&delivery, urls, settings)?;
         let dedup_path = state_dir.join("dedup.json");
         let dedup = load_dedup(&dedup_path);
+        let bursts_path = state_dir.join("bursts.json");
+        let bursts = load_json(&bursts_path).unwrap_or_default();
         Ok(Notifier {
             delivery,
             dedup: Mutex::new(dedup),
             dedup_path,
+            bursts: Mutex::new(bursts),
+            bursts_path,
+            max_backlog: usize::try_from(settings.max_backlog.max(1)).unwrap_or(usize::MAX),
             descriptors,
         })
     }
@@ -120,6 +139,14 @@ impl Notifier {
             }
             let payload = rules_core::slack::render_alert(alert, &config.settings.slack);
             for descriptor in slack_descriptors(&alert.outputs) {
+                let queued = messages
+                    .iter()
+                    .filter(|message: &&Message| message.descriptor == descriptor)
+                    .count();
+                if self.backlog(&descriptor) + queued >= self.max_backlog {
+                    self.count_burst(&descriptor, alert, now);
+                    continue;
+                }
                 messages.push(Message {
                     descriptor,
                     alert_id: alert.alert_id.clone(),
@@ -131,10 +158,75 @@ impl Notifier {
         messages
     }
 
+    fn backlog(&self, descriptor: &str) -> usize {
+        self.delivery
+            .outbox
+            .lock()
+            .map(|outbox| outbox.pending_for(descriptor))
+            .unwrap_or(0)
+    }
+
+    fn count_burst(&self, descriptor: &str, alert: &Alert, now: u64) {
+        let Ok(mut bursts) = self.bursts.lock() else {
+            return;
+        };
+        let key = format!(
+            "{descriptor}|{}|{}",
+            alert.rule,
+            alert.host.as_deref().unwrap_or("-")
+        );
+        let burst = bursts.entry(key).or_insert_with(|| Burst {
+            descriptor: descriptor.to_owned(),
+            rule: alert.rule.clone(),
+            host: alert.host.clone(),
+            count: 0,
+            first_seen: now,
+        });
+        burst.count += 1;
+    }
+
+    /// Queues one digest per burst whose webhook has drained to half its backlog limit.
+    fn burst_messages(&self, config: &Config, now: u64) -> Vec<(String, Message)> {
+        let Ok(bursts) = self.bursts.lock() else {
+            return Vec::new();
+        };
+        let mut messages = Vec::new();
+        for (key, burst) in bursts.iter() {
+            if self.backlog(&burst.descriptor) > self.max_backlog / 2 {
+                continue;
+            }
+            let severity = config
+                .rules
+                .get(&burst.rule)
+                .map(|rule| rule.spec.severity)
+                .unwrap_or_default();
+            let window = now.saturating_sub(burst.first_seen).max(1);
+            let payload = rules_core::slack::render_digest(
+                &burst.rule,
+                burst.host.as_deref(),
+                burst.count,
+                window,
+                severity,
+            );
+            let alert_id = format!("burst{}x{:016x}", burst.first_seen, fnv(key));
+            messages.push((
+                key.clone(),
+                Message {
+                    descriptor: burst.descriptor.clone(),
+                    alert_id,
+                    payload,
+                    created_at: now,
+                },
+            ));
+        }
+        messages
+    }
+
     /// Writes prepared messages to the outbox and saves the dedup state. Safe to retry: the
     /// outbox skips a message whose output and alert id are already queued.
     pub fn commit(&self, messages: &[Message]) -> Result<()> {
         self.put(messages)?;
+        self.save_bursts()?;
         let dedup = self
             .dedup
             .lock()
@@ -144,6 +236,18 @@ impl Notifier {
 
     /// Queues the digests of dedup windows that ended by `now`.
     pub fn queue_digests(&self, config: &Config, now: u64) -> Result<()> {
+        let bursts = self.burst_messages(config, now);
+        if !bursts.is_empty() {
+            let messages: Vec<Message> =
+                bursts.iter().map(|(_, message)| message.clone()).collect();
+            self.put(&messages)?;
+            if let Ok(mut pending) = self.bursts.lock() {
+                for (key, _) in &bursts {
+                    pending.remove(key);
+                }
+            }
+            self.save_bursts()?;
+        }
         let mut dedup = self
             .dedup
             .lock()
@@ -221,6 +325,36 @@ impl Notifier {
     }
 }
 
+impl Notifier {
+    fn save_bursts(&self) -> Result<()> {
+        let bursts = self
+            .bursts
+            .lock()
+            .map_err(|_| anyhow::anyhow!("burst lock poisoned"))?;
+        save_json(&self.bursts_path, &*bursts)
+    }
+}
+
+fn fnv(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn load_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), error = %error, "State file is corrupt; starting without it.");
+            None
+        }
+    }
+}
+
 fn slack_descriptors(outputs: &[String]) -> Vec<String> {
     outputs
         .iter()
@@ -231,12 +365,11 @@ fn slack_descriptors(outputs: &[String]) -> Vec<String> {
 
 /// Builds a file-name-safe id for a digest message: the window's start and a hash of its key.
 fn digest_id(digest: &Digest) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in digest.dedup_key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("digest{}x{hash:016x}", digest.first_seen)
+    format!(
+        "digest{}x{:016x}",
+        digest.first_seen,
+        fnv(&digest.dedup_key)
+    )
 }
 
 fn load_dedup(path: &Path) -> DedupState {
@@ -255,11 +388,16 @@ fn load_dedup(path: &Path) -> DedupState {
 }
 
 fn save_dedup(path: &Path, state: &DedupState) -> Result<()> {
+    save_json(path, state)
+}
+
+/// Writes `value` as JSON atomically: a temporary file, fsync, rename.
+fn save_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     use std::io::Write;
     let temporary = path.with_extension("json.tmp");
     let mut file = std::fs::File::create(&temporary)
         .with_context(|| format!("cannot create {}", temporary.display()))?;
-    file.write_all(&serde_json::to_vec(state)?)?;
+    file.write_all(&serde_json::to_vec(value)?)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
         .with_context(|| format!("cannot replace {}", path.display()))?;

@@ -277,3 +277,66 @@ fn validate_secrets_names_descriptor_not_url() {
     );
     assert!(!stderr.contains("SECRETPATH"));
 }
+
+#[test]
+fn slack_burst_is_rate_limited_and_digested() {
+    let mut agent = Agent::new();
+    agent.configure(|settings| {
+        settings["slack"]["min_interval_ms"] = serde_json::json!(100);
+        settings["slack"]["burst"] = serde_json::json!(3);
+        settings["slack"]["max_backlog"] = serde_json::json!(5);
+    });
+    agent.start();
+    let lines: String = (0..1000)
+        .map(|index| netcat_line(100_000 + index))
+        .collect();
+    agent.append(&lines);
+    let alerts = agent.path("state/alerts.jsonl");
+    agent.wait_for("1,000 alerts", |_| {
+        std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 1000
+    });
+    agent.wait_for("the digest", |agent| {
+        texts(agent).iter().any(|text| text.contains("more alerts"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    agent.stop();
+
+    let texts = texts(&agent);
+    let individual = texts
+        .iter()
+        .filter(|text| !text.contains("more alerts"))
+        .count();
+    let digested: u64 = texts
+        .iter()
+        .filter_map(|text| {
+            text.split("] ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(individual as u64 + digested, 1000, "{texts:?}");
+    assert!(
+        texts.len() <= 12,
+        "a burst must not flood the channel: {} messages",
+        texts.len()
+    );
+    let times: Vec<_> = agent
+        .webhook
+        .accepted()
+        .iter()
+        .map(|request| request.at)
+        .collect();
+    for pair in times.windows(2).skip(3) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(80),
+            "rate limit exceeded"
+        );
+    }
+}

@@ -41,6 +41,9 @@ pub struct SlackSettings {
     pub timeout_ms: u64,
     /// Longest `Retry-After` honoured, in seconds; longer values are capped.
     pub max_retry_after_seconds: u64,
+    /// Messages one webhook may have waiting in the outbox. Further alerts for it are counted
+    /// per rule and host and sent as one digest each when the queue has drained to half.
+    pub max_backlog: u32,
 }
 
 impl Default for SlackSettings {
@@ -52,6 +55,7 @@ impl Default for SlackSettings {
             max_attempts: 8,
             timeout_ms: 10_000,
             max_retry_after_seconds: 300,
+            max_backlog: 20,
         }
     }
 }

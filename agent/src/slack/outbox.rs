@@ -150,6 +150,15 @@ impl Outbox {
         self.queued.len()
     }
 
+    /// Returns the number of queued messages for `descriptor`.
+    pub fn pending_for(&self, descriptor: &str) -> usize {
+        let prefix = format!("{descriptor}-");
+        self.queued
+            .iter()
+            .filter(|key| key.starts_with(&prefix))
+            .count()
+    }
+
     /// Returns the number of dead letters.
     pub fn dead_letters(&self) -> usize {
         std::fs::read_dir(&self.dead_letter)
