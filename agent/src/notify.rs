@@ -186,10 +186,12 @@ impl Notifier {
     }
 
     /// Queues one digest per burst whose webhook has drained to half its backlog limit.
-    fn burst_messages(&self, config: &Config, now: u64) -> Vec<(String, Message)> {
-        let Ok(bursts) = self.bursts.lock() else {
-            return Vec::new();
-        };
+    fn burst_messages(
+        &self,
+        bursts: &BTreeMap<String, Burst>,
+        config: &Config,
+        now: u64,
+    ) -> Vec<(String, Message)> {
         let mut messages = Vec::new();
         for (key, burst) in bursts.iter() {
             if self.backlog(&burst.descriptor) > self.max_backlog / 2 {
@@ -236,18 +238,23 @@ impl Notifier {
 
     /// Queues the digests of dedup windows that ended by `now`.
     pub fn queue_digests(&self, config: &Config, now: u64) -> Result<()> {
-        let bursts = self.burst_messages(config, now);
+        // The burst lock is held from reading the counts to removing them, so an alert
+        // counted meanwhile by the pipeline thread lands in the next digest.
+        let mut pending = self
+            .bursts
+            .lock()
+            .map_err(|_| anyhow::anyhow!("burst lock poisoned"))?;
+        let bursts = self.burst_messages(&pending, config, now);
         if !bursts.is_empty() {
             let messages: Vec<Message> =
                 bursts.iter().map(|(_, message)| message.clone()).collect();
             self.put(&messages)?;
-            if let Ok(mut pending) = self.bursts.lock() {
-                for (key, _) in &bursts {
-                    pending.remove(key);
-                }
+            for (key, _) in &bursts {
+                pending.remove(key);
             }
-            self.save_bursts()?;
+            save_json(&self.bursts_path, &*pending)?;
         }
+        drop(pending);
         let mut dedup = self
             .dedup
             .lock()

@@ -178,20 +178,11 @@ impl Sender {
         let Ok(outbox) = self.delivery.outbox.lock() else {
             return Vec::new();
         };
-        let marker = format!("-{}-", self.descriptor);
         outbox
             .entries()
             .unwrap_or_default()
             .into_iter()
-            .filter(|entry| {
-                entry
-                    .path
-                    .file_name()
-                    .and_then(|name| name.to_str())
-                    .is_some_and(|name| {
-                        name.get(20..).is_some_and(|rest| rest.starts_with(&marker))
-                    })
-            })
+            .filter(|entry| outbox::descriptor_of(&entry.path) == Some(self.descriptor.as_str()))
             .collect()
     }
 

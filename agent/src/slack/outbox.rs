@@ -152,10 +152,12 @@ impl Outbox {
 
     /// Returns the number of queued messages for `descriptor`.
     pub fn pending_for(&self, descriptor: &str) -> usize {
-        let prefix = format!("{descriptor}-");
         self.queued
             .iter()
-            .filter(|key| key.starts_with(&prefix))
+            .filter(|key| {
+                key.rsplit_once('-')
+                    .is_some_and(|(name, _)| name == descriptor)
+            })
             .count()
     }
 
@@ -170,6 +172,13 @@ impl Outbox {
             })
             .unwrap_or(0)
     }
+}
+
+/// Returns the descriptor of a message file. Alert ids contain no `-`, so the descriptor is
+/// everything between the sequence number and the last `-`, even when it contains `-`.
+pub fn descriptor_of(path: &Path) -> Option<&str> {
+    let key = path.file_stem()?.to_str()?.split_once('-')?.1;
+    Some(key.rsplit_once('-')?.0)
 }
 
 /// Returns `<output>-<alert id>` from a message file name.
@@ -218,6 +227,26 @@ mod tests {
         let mut outbox = Outbox::open(dir.path()).unwrap();
         assert!(!outbox.put(&message("a")).unwrap());
         assert_eq!(outbox.len(), 1);
+    }
+
+    #[test]
+    fn outbox_separates_descriptors_sharing_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let mut ops = message("a1");
+        ops.descriptor = "sec-ops".into();
+        let mut sec = message("b2");
+        sec.descriptor = "sec".into();
+        outbox.put(&ops).unwrap();
+        outbox.put(&sec).unwrap();
+        let entries = outbox.entries().unwrap();
+        let found: Vec<Option<&str>> = entries
+            .iter()
+            .map(|entry| descriptor_of(&entry.path))
+            .collect();
+        assert_eq!(found, [Some("sec-ops"), Some("sec")]);
+        assert_eq!(outbox.pending_for("sec"), 1);
+        assert_eq!(outbox.pending_for("sec-ops"), 1);
     }
 
     #[test]

@@ -94,6 +94,11 @@ pub fn load(descriptor: &str, source: &SecretSource) -> Result<WebhookUrl, Secre
             ))
         })?,
         SecretSource::Credential(name) => {
+            if name.is_empty() || name.contains('/') || name == ".." || name == "." {
+                return Err(error(format!(
+                    "invalid credential name {name:?}: use a plain name such as slack-{descriptor}"
+                )));
+            }
             let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
                 error(format!(
                     "no source configured and $CREDENTIALS_DIRECTORY is not set: add \"slack\": {{\"{descriptor}\": {{\"file\": \"/etc/edgealert/slack-{descriptor}.url\"}}}} to agent.json, or load the systemd credential {name}"
@@ -125,8 +130,16 @@ fn read_private_file(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|io| format!("cannot read {}: {io}", path.display()))
 }
 
-/// Accepts `https://` URLs, and `http://` only to a loopback address for local receivers.
+/// Accepts one `https://` URL, and `http://` only to a loopback address for local receivers.
 fn check_url(text: &str) -> Result<WebhookUrl, String> {
+    if text.is_empty() {
+        return Err("the value is empty".to_owned());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(
+            "the value contains whitespace or control characters: store exactly one URL".to_owned(),
+        );
+    }
     let parsed =
         reqwest::Url::parse(text).map_err(|_| "the value is not a valid URL".to_owned())?;
     let loopback = match parsed.host() {
@@ -215,7 +228,7 @@ mod tests {
     #[test]
     fn load_rejects_malformed_value_without_echoing_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), 0o600, "not a url SECRETSECRET");
+        let path = write(dir.path(), 0o600, "notaurl-SECRETSECRET");
         let error = load("security", &SecretSource::File(path)).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -233,6 +246,30 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "webhook secret of slack:ops: environment variable EDGEALERT_TEST_UNSET_VARIABLE is not set or not valid UTF-8"
+        );
+    }
+
+    #[test]
+    fn load_rejects_two_urls_in_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            0o600,
+            "http://127.0.0.1:9/a\nhttps://hooks.example/SECRETSECRET\n",
+        );
+        let error = load("security", &SecretSource::File(path)).unwrap_err();
+        assert_eq!(
+            error.problem,
+            "the value contains whitespace or control characters: store exactly one URL"
+        );
+    }
+
+    #[test]
+    fn load_rejects_credential_path() {
+        let error = load("security", &SecretSource::Credential("../other".into())).unwrap_err();
+        assert_eq!(
+            error.problem,
+            "invalid credential name \"../other\": use a plain name such as slack-security"
         );
     }
 
