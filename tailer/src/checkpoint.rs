@@ -6,13 +6,18 @@
 //!  "files":[{"followed_path":"/var/log/osquery/osqueryd.results.log",
 //!            "path":"/var/log/osquery/osqueryd.results.log","dev":2049,"inode":1234,
 //!            "fingerprint":"a1b2c3d4e5f60718","fingerprint_len":4096,"offset":81920,
-//!            "state":"reading","last_seen_unix_ms":1700000000000}]}
+//!            "state":"reading","observed_size":90112,"last_seen_unix_ms":1700000000000}]}
 //! ```
 //!
 //! `followed` lists paths the tailer has followed. On restart, a file of such a path
 //! that matches no entry in `files` is treated as new and read from offset 0.
 //! A `reading` entry resumes at `offset`. A `done` entry marks a file that was read to
 //! its end, so it is skipped wherever it is found. Paths are stored as lossy UTF-8.
+//!
+//! `observed_size` is the largest size of the file the tailer observed (the
+//! decompressed length read, for an archive read to its end). It is optional:
+//! `done` entries, open archives and checkpoints written before the field existed
+//! lack it, and readers that predate it ignore it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -56,6 +61,8 @@ struct FileRecord {
     fingerprint_len: u64,
     offset: u64,
     state: EntryState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observed_size: Option<u64>,
     last_seen_unix_ms: u64,
 }
 
@@ -82,6 +89,8 @@ pub(crate) struct Entry {
     pub(crate) identity: FileIdentity,
     pub(crate) offset: u64,
     pub(crate) state: EntryState,
+    /// Largest size of the file the tailer observed, when known.
+    pub(crate) observed_size: Option<u64>,
     pub(crate) last_seen_unix_ms: u64,
 }
 
@@ -183,6 +192,7 @@ fn entry_from_record(record: FileRecord) -> Result<Entry, DecodeError> {
         identity,
         offset: record.offset,
         state: record.state,
+        observed_size: record.observed_size,
         last_seen_unix_ms: record.last_seen_unix_ms,
     })
 }
@@ -197,6 +207,7 @@ fn record_from_entry(entry: &Entry) -> FileRecord {
         fingerprint_len: entry.identity.fingerprint.len,
         offset: entry.offset,
         state: entry.state,
+        observed_size: entry.observed_size,
         last_seen_unix_ms: entry.last_seen_unix_ms,
     }
 }
@@ -254,6 +265,7 @@ mod tests {
                 },
                 offset: 99,
                 state: EntryState::Reading,
+                observed_size: Some(120),
                 last_seen_unix_ms: 5,
             }],
         }
@@ -281,6 +293,27 @@ mod tests {
             warning,
             Some(StartupWarning::CheckpointVersionUnsupported { version: 7, .. })
         ));
+    }
+
+    #[test]
+    fn checkpoint_without_observed_size_loads() {
+        let json = br#"{"version":1,"files":[{"followed_path":"a","path":"a","dev":1,"inode":2,
+            "fingerprint":"00000000deadbeef","fingerprint_len":17,"offset":99,"state":"reading",
+            "last_seen_unix_ms":5}]}"#;
+        let Ok(checkpoint) = decode(json) else {
+            panic!("a checkpoint without observed_size failed to decode");
+        };
+        assert_eq!(checkpoint.entries.len(), 1);
+        assert_eq!(checkpoint.entries[0].observed_size, None);
+        assert_eq!(checkpoint.entries[0].offset, 99);
+    }
+
+    #[test]
+    fn unknown_observed_size_is_not_written() {
+        let mut entry = sample().entries[0].clone();
+        entry.observed_size = None;
+        let json = serde_json::to_string(&record_from_entry(&entry)).unwrap();
+        assert!(!json.contains("observed_size"), "{json}");
     }
 
     #[test]

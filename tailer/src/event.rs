@@ -71,10 +71,20 @@ pub enum ProblemKind {
     },
     /// A file became shorter than the read offset, or its first bytes changed, while it
     /// kept its inode (for example `logrotate copytruncate`). Reading restarts at offset 0.
+    ///
+    /// When a rotated file (`NAME.N`, `NAME.N.zst`) starts with the old content and
+    /// contains bytes past the read offset, the rest of the old content is read from it
+    /// first, from the read offset, so no delivered line repeats. The position covers
+    /// the lost bytes of the old content, and acknowledging it has no effect. A file
+    /// found at a restart shorter than its checkpointed offset is reported with 0 lost
+    /// bytes.
     Truncated {
-        /// Bytes the tailer had seen but not yet delivered as lines: the held partial line
-        /// plus the bytes between the read offset and the largest size observed. Bytes
-        /// written after the last observation and removed by the truncation are not counted.
+        /// Bytes of the old content that the tailer observed and can no longer deliver.
+        /// With a copy that contains unread bytes, these are the bytes between the end of
+        /// the copy and the largest size observed, written after the copy was made.
+        /// Otherwise they are the held partial line plus the bytes between the read
+        /// offset and the largest size observed. Bytes written after the last
+        /// observation are not counted.
         possibly_lost_bytes: u64,
     },
     /// A rotated, deleted or archived file ended with bytes that no `\n` followed.
@@ -93,7 +103,14 @@ pub enum ProblemKind {
         error: String,
     },
     /// A file in the checkpoint was found neither at its path nor among the rotated files,
-    /// so its bytes after the acknowledged offset were not read.
+    /// so its bytes after the acknowledged offset were not read. This includes a file
+    /// whose inode now contains other content, because a rewrite in place and an inode
+    /// reused after a deletion cannot be distinguished.
+    ///
+    /// The tailer reports each entry once and then drops it. It reports nothing when the
+    /// acknowledged offset had reached the file size last observed, so bytes written
+    /// after that observation are lost unreported. Entries of checkpoints written before
+    /// the size was stored are always reported.
     FileVanished {
         /// The acknowledged offset stored in the checkpoint.
         acked_offset: u64,

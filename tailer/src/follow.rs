@@ -10,15 +10,17 @@ use std::time::Instant;
 use crate::acks::AckTracker;
 use crate::assembler::LineAssembler;
 use crate::checkpoint::{Entry, EntryState};
-use crate::identity::{Fingerprint, read_prefix_at};
+use crate::identity::read_prefix_at;
 use crate::siblings::{Candidate, FileStamp, open_candidate, open_rotated, rotated_stamps};
 use crate::source::Source;
 use crate::status::{FileCounters, FileRole, FileStatus};
 use crate::stream::{ReadContext, Role, Stop, Stream};
+use crate::truncation::Slot;
 use crate::{FileIdentity, Position, Problem, ProblemKind, StreamId, TailEvent, TailerConfig};
 
 /// Maximum number of done files remembered per path. osqueryd keeps at most 25
-/// rotated files by default; copytruncate adds one per truncation until the next scan.
+/// rotated files by default; each copytruncate adds one, kept until a scan finds
+/// the file gone.
 const MAX_DONE_FILES: usize = 256;
 
 /// A closed file whose emitted ranges are not all acknowledged yet.
@@ -27,6 +29,9 @@ pub(crate) struct Finished {
     pub(crate) path: PathBuf,
     pub(crate) identity: FileIdentity,
     pub(crate) read_offset: u64,
+    /// Largest size observed, or the read offset when larger; the decompressed
+    /// length read for an archive.
+    pub(crate) observed_size: u64,
     pub(crate) acks: AckTracker,
     pub(crate) counters: FileCounters,
 }
@@ -49,8 +54,8 @@ pub(crate) struct Followed {
     pub(crate) done: Vec<DoneFile>,
     /// Set after a failure to `stat` the path was logged, cleared by the next success.
     stat_failing: bool,
-    /// Rotated files at the last scan made while the path was missing.
-    missing_scan: Option<Vec<FileStamp>>,
+    /// Rotated files at the last scan for unseen rotated files.
+    last_scan: Option<Vec<FileStamp>>,
 }
 
 impl Followed {
@@ -64,7 +69,7 @@ impl Followed {
             finished: Vec::new(),
             done: Vec::new(),
             stat_failing: false,
-            missing_scan: None,
+            last_scan: None,
         }
     }
 
@@ -74,8 +79,18 @@ impl Followed {
         if !self.read_queue(config, context) {
             return;
         }
-        if let Some(live) = &mut self.live {
-            live.read(context);
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        if live.read(context) == Stop::Replaced {
+            // The live file was truncated since the check above; one more round
+            // restarts it, and a copy of the old content is read first.
+            self.check_live(config, context);
+            if self.read_queue(config, context)
+                && let Some(live) = &mut self.live
+            {
+                live.read(context);
+            }
         }
     }
 
@@ -83,23 +98,27 @@ impl Followed {
     /// queue was drained, so the live file must wait.
     fn read_queue(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) -> bool {
         let mut index = 0;
-        while let Some(stream) = self.queue.get_mut(index) {
+        while index < self.queue.len() {
             // A renamed file can still be truncated, for example when copytruncate ran
-            // just before the rename.
-            let replaced = match stream.role {
-                Role::Rotated { .. } => check_in_place(stream, config, context),
-                Role::Archive | Role::Live => None,
-            };
+            // just before the rename. Files older than its new content are then
+            // queued at `index` and read first.
+            if matches!(self.queue[index].role, Role::Rotated { .. }) {
+                self.check_truncation(Slot::Queued(index), config, context);
+            }
+            let stream = &mut self.queue[index];
             let stop = stream.read(context);
             let closable = match stream.role {
                 Role::Rotated { since } => since.elapsed() >= config.rotate_grace,
                 Role::Archive | Role::Live => true,
             };
-            let path = stream.path.clone();
-            if let Some(replaced) = replaced {
-                self.mark_done(path, replaced);
-            }
             match stop {
+                // A truncated file is restarted and read again at `index`, unless the
+                // check does not confirm it; then the next poll retries.
+                Stop::Replaced => {
+                    if !self.check_truncation(Slot::Queued(index), config, context) {
+                        index += 1;
+                    }
+                }
                 Stop::EndOfData if !closable => index += 1,
                 Stop::EndOfData | Stop::Failed | Stop::ArchiveEnded => {
                     if let Some(stream) = self.queue.remove(index) {
@@ -123,6 +142,7 @@ impl Followed {
             path: stream.path,
             identity: stream.identity,
             read_offset: stream.read_offset,
+            observed_size: stream.size.unwrap_or(0).max(stream.read_offset),
             acks: stream.acks,
             counters: stream.counters,
         };
@@ -158,7 +178,7 @@ impl Followed {
                 if let Some(live) = self.live.take() {
                     self.retire(live);
                 }
-                self.scan_while_missing(config, context);
+                self.scan_if_rotated_changed(config, context);
                 return;
             }
             Err(error) => {
@@ -170,13 +190,10 @@ impl Followed {
             }
         };
         self.stat_failing = false;
-        if let Some(live) = &mut self.live
+        if let Some(live) = &self.live
             && (metadata.dev(), metadata.ino()) == (live.identity.dev, live.identity.inode)
         {
-            if let Some(replaced) = check_in_place(live, config, context) {
-                // A copy made by copytruncate contains the old content, so it must not be read again.
-                self.mark_done(self.path.clone(), replaced);
-            }
+            self.check_live_in_place(config, context);
             return;
         }
         if let Some(old) = self.live.take() {
@@ -194,22 +211,44 @@ impl Followed {
         self.queue.push_back(live);
     }
 
-    /// Scans for unseen rotated files while the path is missing, as after an osqueryd
-    /// rotation before the next write. The scan is skipped while the rotated files are
-    /// unchanged since the previous one.
-    fn scan_while_missing(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) {
+    /// Handles a truncation of the live file in place.
+    ///
+    /// While nothing of the live file has been seen (empty head), a copytruncate
+    /// leaves no trace in the live file itself, so the rotated files are scanned
+    /// whenever they change, to find the copy of content that was never read.
+    fn check_live_in_place(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) {
+        let nothing_seen = self.live.as_ref().is_some_and(|live| live.head.is_empty());
+        let truncated = self.check_truncation(Slot::Live, config, context);
+        if nothing_seen && !truncated {
+            self.scan_if_rotated_changed(config, context);
+        }
+    }
+
+    /// Queues unseen rotated files and stores the stamps of the rotated files, unless a
+    /// file was skipped as a copy of an open file and must be looked at again.
+    fn scan_rotated(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) {
+        // The stamps are taken first, so that a file that appears during the scan
+        // changes them and is found by the next scan.
+        let stamps = rotated_stamps(&self.path);
+        let settled = self.queue_unseen_rotated(config, context);
+        self.last_scan = stamps.ok().filter(|_| settled);
+    }
+
+    /// Scans for unseen rotated files, as after an osqueryd rotation before the next
+    /// write, unless the rotated files are unchanged since the previous scan.
+    fn scan_if_rotated_changed(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) {
         let stamps = match rotated_stamps(&self.path) {
             Ok(stamps) => stamps,
             Err(error) => {
-                tracing::debug!(path = %self.path.display(), %error, "Failed to list rotated files of a missing path.");
+                tracing::debug!(path = %self.path.display(), %error, "Failed to list rotated files.");
                 return;
             }
         };
-        if self.missing_scan.as_ref() == Some(&stamps) {
+        if self.last_scan.as_ref() == Some(&stamps) {
             return;
         }
-        self.queue_unseen_rotated(None, config, context);
-        self.missing_scan = Some(stamps);
+        let settled = self.queue_unseen_rotated(config, context);
+        self.last_scan = settled.then_some(stamps);
     }
 
     /// Opens the file now at the path from offset 0, after queueing rotated files that
@@ -225,33 +264,102 @@ impl Followed {
             }
         };
         tracing::info!(path = %self.path.display(), inode = candidate.inode, "Opened a new file at the followed path.");
-        let live = stream_from_candidate(candidate, Role::Live, 0, config, context);
-        let live_identity = live.as_ref().map(|live| live.identity);
-        self.queue_unseen_rotated(live_identity.as_ref(), config, context);
-        self.live = live;
-        self.missing_scan = None;
+        self.live = stream_from_candidate(candidate, Role::Live, 0, config, context);
+        self.scan_rotated(config, context);
     }
 
-    /// Queues rotated files that match no known file, oldest first, and drops done
-    /// files that are no longer present.
+    /// Queues rotated files that match no known file, by age, and drops done files
+    /// that are no longer present. Returns false when a file was skipped because it
+    /// starts like an open file (see [`Followed::open_unseen`]).
     fn queue_unseen_rotated(
         &mut self,
-        live: Option<&FileIdentity>,
         config: &TailerConfig,
         context: &mut ReadContext<'_>,
-    ) {
+    ) -> bool {
+        let before = rotated_stamps(&self.path).ok();
         let (candidates, failures) = open_rotated(&self.path);
+        let complete = failures.is_empty();
         for (path, error) in failures {
             tracing::warn!(path = %path.display(), %error, "Failed to inspect a rotated file; skipping it.");
         }
+        // A file renamed while the directory was listed, or one that failed to open,
+        // can be missing from `candidates` although it exists. Done files are dropped
+        // only after a complete listing during which the rotated files did not change.
+        let unchanged = before.is_some() && before == rotated_stamps(&self.path).ok();
+        if complete && unchanged {
+            self.done.retain(|done| {
+                candidates
+                    .iter()
+                    .any(|candidate| candidate.is(&done.identity))
+            });
+        }
         self.check_open_files(config, context);
-        let open: Vec<FileIdentity> = self.open_identities().chain(live.copied()).collect();
-        let closed: Vec<FileIdentity> = self.closed_identities().collect();
-        self.done.retain(|done| {
-            candidates
+        let mut locations = self.queue_locations(&candidates);
+        let (streams, settled) = self.open_unseen(candidates, config, context);
+        self.queue_by_age(streams, &mut locations);
+        settled
+    }
+
+    /// Returns, for each queued stream, the rotation number `N` of the file it reads,
+    /// found among `candidates` by inode first and, once compressed, by content.
+    /// `None` means the file was not found.
+    pub(crate) fn queue_locations(&self, candidates: &[Candidate]) -> Vec<Option<u32>> {
+        let locate = |stream: &Stream| {
+            let identity = &stream.identity;
+            let mut by_inode = candidates
                 .iter()
-                .any(|candidate| candidate.is(&done.identity))
-        });
+                .filter(|candidate| candidate.has_inode_of(identity));
+            let mut by_content = candidates.iter().filter(|candidate| candidate.is(identity));
+            by_inode
+                .next()
+                .or_else(|| by_content.next())
+                .map(|candidate| candidate.index)
+        };
+        self.queue.iter().map(locate).collect()
+    }
+
+    /// Queues `streams`, given oldest first with their rotation numbers, each before
+    /// the first queued stream known to read a newer file (a smaller number), or at
+    /// the back. `locations` are the rotation numbers of the queue, kept in step.
+    pub(crate) fn queue_by_age(
+        &mut self,
+        streams: Vec<(u32, Stream)>,
+        locations: &mut Vec<Option<u32>>,
+    ) {
+        for (index, stream) in streams {
+            let newer = |location: &Option<u32>| location.is_some_and(|location| location < index);
+            let at = locations.iter().position(newer).unwrap_or(self.queue.len());
+            self.queue.insert(at, stream);
+            locations.insert(at, Some(index));
+        }
+    }
+
+    /// Opens streams over the `candidates` that match no open, finished or done file,
+    /// in the order given, each with its rotation number.
+    ///
+    /// A rotated file whose first bytes agree with the current first bytes of the live
+    /// file, or with the head of an open file, is skipped too. It is a copy of that
+    /// file, possibly still being written by `copytruncate`, and that file is read
+    /// anyway. The returned flag is false when such a file was skipped, because it must
+    /// be looked at again once that file was truncated.
+    pub(crate) fn open_unseen(
+        &self,
+        candidates: Vec<Candidate>,
+        config: &TailerConfig,
+        context: &mut ReadContext<'_>,
+    ) -> (Vec<(u32, Stream)>, bool) {
+        let live_prefix = self.live_prefix();
+        let heads: Vec<&[u8]> = self
+            .queue
+            .iter()
+            .chain(&self.live)
+            .map(|stream| stream.head.as_slice())
+            .chain([live_prefix.as_slice()])
+            .collect();
+        let open: Vec<FileIdentity> = self.open_identities().collect();
+        let closed: Vec<FileIdentity> = self.closed_identities().collect();
+        let mut streams = Vec::new();
+        let mut settled = true;
         for candidate in candidates {
             // An open file keeps its inode allocated, so an inode match is that file even
             // when its first bytes were replaced. A closed file is matched by content.
@@ -261,29 +369,48 @@ impl Followed {
             if open.iter().any(is_open) || closed.iter().any(|identity| candidate.is(identity)) {
                 continue;
             }
-            tracing::info!(path = %candidate.path.display(), "Found a rotated file that was never read; reading it before the live file.");
+            if heads
+                .iter()
+                .any(|head| shares_prefix(&candidate.prefix, head))
+            {
+                tracing::debug!(path = %candidate.path.display(), "Skipped a rotated file that starts like an open file.");
+                settled = false;
+                continue;
+            }
+            tracing::info!(path = %candidate.path.display(), "Found a rotated file that was never read; reading it before newer content.");
+            let index = candidate.index;
             if let Some(stream) =
                 stream_from_candidate(candidate, Role::Archive, 0, config, context)
             {
-                self.queue.push_back(stream);
+                streams.push((index, stream));
             }
         }
+        (streams, settled)
+    }
+
+    /// Returns the current first bytes of the live file. They are empty when there is no
+    /// live file or reading fails, which the next check of the live file reports.
+    fn live_prefix(&self) -> Vec<u8> {
+        self.live
+            .as_ref()
+            .and_then(|live| live.source.plain_file())
+            .and_then(|file| read_prefix_at(file).ok())
+            .unwrap_or_default()
     }
 
     /// Brings the fingerprints of files that may still grow up to date and handles their
     /// truncation, so that a scan compares rotated files with their current content.
     fn check_open_files(&mut self, config: &TailerConfig, context: &mut ReadContext<'_>) {
-        let mut replaced = Vec::new();
-        for stream in self.queue.iter_mut().chain(&mut self.live) {
-            if matches!(stream.role, Role::Rotated { .. } | Role::Live)
-                && let Some(identity) = check_in_place(stream, config, context)
-            {
-                replaced.push((stream.path.clone(), identity));
+        let mut index = 0;
+        while index < self.queue.len() {
+            // Streams queued by a truncation are visited too; checking them again
+            // finds no change.
+            if matches!(self.queue[index].role, Role::Rotated { .. }) {
+                self.check_truncation(Slot::Queued(index), config, context);
             }
+            index += 1;
         }
-        for (path, identity) in replaced {
-            self.mark_done(path, identity);
-        }
+        self.check_truncation(Slot::Live, config, context);
     }
 
     /// Returns the identities of the open files.
@@ -295,7 +422,7 @@ impl Followed {
     }
 
     /// Returns the identities of the finished and done files.
-    fn closed_identities(&self) -> impl Iterator<Item = FileIdentity> + '_ {
+    pub(crate) fn closed_identities(&self) -> impl Iterator<Item = FileIdentity> + '_ {
         let finished = self.finished.iter().map(|finished| finished.identity);
         finished.chain(self.done.iter().map(|done| done.identity))
     }
@@ -353,20 +480,30 @@ impl Followed {
             identity,
             offset,
             state,
+            observed_size: None,
             last_seen_unix_ms: now_unix_ms,
         };
         let finished = self.finished.iter().map(|finished| {
             let offset = finished.acks.acked_offset();
-            entry(
-                &finished.path,
-                finished.identity,
-                offset,
-                EntryState::Reading,
-            )
+            Entry {
+                observed_size: Some(finished.observed_size),
+                ..entry(
+                    &finished.path,
+                    finished.identity,
+                    offset,
+                    EntryState::Reading,
+                )
+            }
         });
         let streams = self.queue.iter().chain(&self.live).map(|stream| {
             let offset = stream.acks.acked_offset();
-            entry(&stream.path, stream.identity, offset, EntryState::Reading)
+            // The decompressed length of an archive is known only once it was read to
+            // its end, so an open archive has no observed size.
+            let observed_size = stream.size.map(|size| size.max(stream.read_offset));
+            Entry {
+                observed_size,
+                ..entry(&stream.path, stream.identity, offset, EntryState::Reading)
+            }
         });
         let done = self
             .done
@@ -376,78 +513,11 @@ impl Followed {
     }
 }
 
-/// Checks a plain file that may still be written for growth of its fingerprint and
-/// for truncation in place.
-/// Returns the identity of the content before a truncation.
-fn check_in_place(
-    live: &mut Stream,
-    config: &TailerConfig,
-    context: &mut ReadContext<'_>,
-) -> Option<FileIdentity> {
-    let file = live.source.plain_file()?;
-    let observed = file
-        .metadata()
-        .and_then(|metadata| Ok((metadata.len(), read_prefix_at(file)?)));
-    let (size, prefix) = match observed {
-        Ok(observed) => observed,
-        Err(error) => {
-            if !live.failing {
-                live.failing = true;
-                tracing::warn!(path = %live.path.display(), %error, "Failed to check a followed file; retrying on the next poll.");
-                let offset = live.read_offset;
-                let kind = ProblemKind::ReadFailed {
-                    error: error.to_string(),
-                };
-                live.push_problem(offset, offset, kind, context);
-            }
-            return None;
-        }
-    };
-    let replaced = !live.identity.fingerprint.matches_prefix(&prefix);
-    if size < live.read_offset || replaced {
-        let old_identity = live.identity;
-        restart_truncated(live, size, &prefix, config, context);
-        return Some(old_identity);
-    }
-    live.size = Some(live.size.unwrap_or(0).max(size));
-    if prefix.len() as u64 > live.identity.fingerprint.len {
-        live.identity.fingerprint = Fingerprint::of(&prefix);
-    }
-    None
-}
-
-/// Reports a truncation and restarts the live file at offset 0 under a new stream id.
-///
-/// Ranges emitted before the truncation no longer exist in the file, so they are
-/// dropped from acknowledgement tracking and from the backpressure count.
-fn restart_truncated(
-    live: &mut Stream,
-    size: u64,
-    prefix: &[u8],
-    config: &TailerConfig,
-    context: &mut ReadContext<'_>,
-) {
-    let line_start = live.assembler.line_start();
-    let seen_end = live.size.unwrap_or(0).max(live.read_offset);
-    let possibly_lost_bytes = seen_end.saturating_sub(line_start);
-    tracing::warn!(path = %live.path.display(), offset = live.read_offset, size, possibly_lost_bytes, "Detected that a followed file was truncated in place; reading it again from offset 0.");
-    *context.unacked_bytes = context
-        .unacked_bytes
-        .saturating_sub(live.acks.unacked_bytes());
-    let problem = Problem {
-        position: live.position(line_start, seen_end),
-        kind: ProblemKind::Truncated {
-            possibly_lost_bytes,
-        },
-    };
-    context.out.push(TailEvent::Problem(problem));
-    live.counters.problems += 1;
-    live.id = StreamId::next();
-    live.read_offset = 0;
-    live.assembler = LineAssembler::new(0, config.max_line_bytes);
-    live.acks = AckTracker::new(0);
-    live.size = Some(size);
-    live.identity.fingerprint = Fingerprint::of(prefix);
+/// Tells whether two non-empty prefixes agree on their common length, as a file and
+/// a partial or complete copy of it do.
+pub(crate) fn shares_prefix(a: &[u8], b: &[u8]) -> bool {
+    let common = a.len().min(b.len());
+    common > 0 && a[..common] == b[..common]
 }
 
 /// Builds a stream over an opened candidate that starts at `offset`.
@@ -477,7 +547,14 @@ pub(crate) fn stream_from_candidate(
     let shrunk = plain_size.is_some_and(|size| size < offset);
     let start = if shrunk { 0 } else { offset };
     let assembler = LineAssembler::new(start, config.max_line_bytes);
-    let mut stream = Stream::new(&candidate.path, role, identity, source, assembler);
+    let mut stream = Stream::new(
+        &candidate.path,
+        role,
+        identity,
+        candidate.prefix,
+        source,
+        assembler,
+    );
     stream.size = plain_size;
     if shrunk {
         tracing::warn!(path = %candidate.path.display(), offset, size = candidate.size, "Found a checkpointed file shorter than its stored offset; reading it from offset 0.");

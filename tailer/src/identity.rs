@@ -40,6 +40,15 @@ impl Fingerprint {
     pub fn is_complete(&self) -> bool {
         self.len >= FINGERPRINT_BYTES as u64
     }
+
+    /// Extends the fingerprint over the bytes that follow the ones it covers, up to
+    /// [`FINGERPRINT_BYTES`] in all; bytes past that limit are ignored.
+    pub(crate) fn extend(&mut self, next: &[u8]) {
+        let room = (FINGERPRINT_BYTES as u64).saturating_sub(self.len);
+        let take = usize::try_from(room).unwrap_or(usize::MAX).min(next.len());
+        self.hash = fnv1a64_continue(self.hash, &next[..take]);
+        self.len += take as u64;
+    }
 }
 
 /// Identity of a file: where it is stored and what it starts with.
@@ -59,8 +68,13 @@ pub struct FileIdentity {
 /// Hashes bytes with 64-bit FNV-1a.
 pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a64_continue(OFFSET_BASIS, bytes)
+}
+
+/// Continues a 64-bit FNV-1a hash whose state after the earlier bytes is `hash`.
+fn fnv1a64_continue(hash: u64, bytes: &[u8]) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
+    bytes.iter().fold(hash, |hash, &byte| {
         (hash ^ u64::from(byte)).wrapping_mul(PRIME)
     })
 }
@@ -107,6 +121,21 @@ mod tests {
         assert!(fingerprint.matches_prefix(b"abcdef"));
         assert!(!fingerprint.matches_prefix(b"abd"));
         assert!(!fingerprint.matches_prefix(b"ab"));
+    }
+
+    #[test]
+    fn extended_fingerprint_equals_whole_prefix() {
+        let mut fingerprint = Fingerprint::of(b"abc");
+        fingerprint.extend(b"def");
+        assert_eq!(fingerprint, Fingerprint::of(b"abcdef"));
+    }
+
+    #[test]
+    fn extend_stops_at_fingerprint_bytes() {
+        let bytes = vec![b'x'; FINGERPRINT_BYTES + 10];
+        let mut fingerprint = Fingerprint::of(&bytes[..FINGERPRINT_BYTES - 2]);
+        fingerprint.extend(&bytes[FINGERPRINT_BYTES - 2..]);
+        assert_eq!(fingerprint, Fingerprint::of(&bytes[..FINGERPRINT_BYTES]));
     }
 
     #[test]

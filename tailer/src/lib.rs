@@ -32,6 +32,7 @@ mod source;
 mod status;
 mod stream;
 mod tailer;
+mod truncation;
 mod watcher;
 
 pub use config::{StartAt, TailerConfig};

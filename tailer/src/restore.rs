@@ -13,9 +13,19 @@ use crate::source::Source;
 use crate::stream::{ReadContext, Role, Stream};
 use crate::{Position, Problem, ProblemKind, StartAt, StreamId, TailEvent, TailerConfig};
 
+/// Files of one followed path found on disk.
+struct Found {
+    /// The rotated files, oldest first, then the live file.
+    candidates: Vec<Candidate>,
+    /// False when listing the directory or opening a file failed with an error other
+    /// than "not found", so a file that exists may be missing from `candidates`.
+    complete: bool,
+}
+
 /// Opens the live file and the rotated files of `path`, oldest first, live last.
-fn open_all(path: &Path) -> Vec<Candidate> {
+fn open_all(path: &Path) -> Found {
     let (mut candidates, failures) = open_rotated(path);
+    let mut complete = failures.is_empty();
     for (failed, error) in failures {
         tracing::warn!(path = %failed.display(), %error, "Failed to inspect a rotated file; skipping it.");
     }
@@ -23,10 +33,14 @@ fn open_all(path: &Path) -> Vec<Candidate> {
         Ok(live) => candidates.push(live),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => {
+            complete = false;
             tracing::warn!(path = %path.display(), %error, "Failed to open a followed file; retrying on the next poll.");
         }
     }
-    candidates
+    Found {
+        candidates,
+        complete,
+    }
 }
 
 /// Builds the state of a path the checkpoint has never seen.
@@ -35,7 +49,7 @@ fn open_all(path: &Path) -> Vec<Candidate> {
 /// they predate the tailer. The live file starts at `config.start_at`.
 pub(crate) fn first_start(path: &Path, config: &TailerConfig) -> Followed {
     let mut followed = Followed::new(path);
-    for candidate in open_all(path) {
+    for candidate in open_all(path).candidates {
         if candidate.index > 0 {
             followed.mark_done(candidate.path.clone(), candidate.identity());
             continue;
@@ -57,6 +71,7 @@ pub(crate) fn first_start(path: &Path, config: &TailerConfig) -> Followed {
             path,
             Role::Live,
             identity,
+            candidate.prefix,
             Source::Plain(candidate.file),
             assembler,
         );
@@ -92,8 +107,8 @@ fn end_position(file: &File, size: u64, max_line_bytes: usize) -> io::Result<(u6
 /// and by fingerprint alone second (archives have new inodes), and resumes at its
 /// offset. Files that match a `done` entry are skipped. Every other file is newer than
 /// the checkpoint and is read from 0. Files are read oldest first and the live file last.
-/// Unmatched non-empty `reading` entries are reported as [`ProblemKind::FileVanished`]
-/// and returned, so the caller keeps them until they expire.
+/// Unmatched `reading` entries are handled by [`unmatched_entries`]; the ones returned
+/// are kept by the caller until they expire.
 pub(crate) fn restore(
     path: &Path,
     entries: Vec<Entry>,
@@ -101,7 +116,10 @@ pub(crate) fn restore(
     context: &mut ReadContext<'_>,
 ) -> (Followed, Vec<Entry>) {
     let mut followed = Followed::new(path);
-    let candidates = open_all(path);
+    let Found {
+        candidates,
+        complete,
+    } = open_all(path);
     let (reading, done): (Vec<Entry>, Vec<Entry>) = entries
         .into_iter()
         .partition(|entry| entry.state == EntryState::Reading);
@@ -124,8 +142,8 @@ pub(crate) fn restore(
             None => {}
         }
     }
-    let vanished = unmatched_entries(reading, &assigned, context);
-    (followed, vanished)
+    let unresolved = unmatched_entries(reading, &assigned, complete, context);
+    (followed, unresolved)
 }
 
 /// Tells whether a file that resumes no entry was already read. That is the case when
@@ -167,22 +185,39 @@ fn assign_entries(candidates: &[Candidate], reading: &[Entry]) -> Vec<Option<usi
     assigned
 }
 
-/// Reports `reading` entries that matched no file and returns the non-empty ones.
+/// Reports `reading` entries that matched no file and drops them, so that each is
+/// reported once. Returns the entries to keep.
 ///
-/// An entry with an empty fingerprint was an empty file at offset 0. If that file grew
-/// and moved, `restore` found it as a file matching no entry and reads it from 0, so
-/// the entry is dropped without a problem.
+/// - An entry with an empty fingerprint was an empty file at offset 0. If that file
+///   grew and moved, `restore` found it as a file matching no entry and reads it
+///   from 0, so the entry is dropped without a problem.
+/// - When the lookup was not `complete`, the file may still exist, so every entry is
+///   kept without a problem and looked up again at the next start.
+/// - An entry whose acknowledged offset reached its observed size was read to the
+///   last byte the tailer observed, so it is dropped without a problem.
+/// - Every other entry is reported as [`ProblemKind::FileVanished`]. This includes a
+///   file whose inode now contains other content, because a rewrite in place and an
+///   inode reused after a deletion look the same.
 fn unmatched_entries(
     reading: Vec<Entry>,
     assigned: &[Option<usize>],
+    complete: bool,
     context: &mut ReadContext<'_>,
 ) -> Vec<Entry> {
-    let mut vanished = Vec::new();
+    let mut unresolved = Vec::new();
     for (index, entry) in reading.into_iter().enumerate() {
         if entry.identity.fingerprint.len == 0 || assigned.contains(&Some(index)) {
             continue;
         }
-        tracing::warn!(path = %entry.path.display(), inode = entry.identity.inode, offset = entry.offset, "Found no file for a checkpoint entry; its unread bytes are lost.");
+        if !complete {
+            unresolved.push(entry);
+            continue;
+        }
+        if entry.observed_size.is_some_and(|size| entry.offset >= size) {
+            tracing::info!(path = %entry.path.display(), inode = entry.identity.inode, offset = entry.offset, "Dropped the checkpoint entry of a file that was read to its end and no longer exists.");
+            continue;
+        }
+        tracing::warn!(path = %entry.path.display(), inode = entry.identity.inode, offset = entry.offset, observed_size = ?entry.observed_size, "Found no file for a checkpoint entry; its unread bytes are lost.");
         let position = Position {
             stream: StreamId::next(),
             file: entry.identity,
@@ -196,7 +231,6 @@ fn unmatched_entries(
         context
             .out
             .push(TailEvent::Problem(Problem { position, kind }));
-        vanished.push(entry);
     }
-    vanished
+    unresolved
 }

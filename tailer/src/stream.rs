@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::acks::AckTracker;
 use crate::assembler::{LineAssembler, RawLine};
 use crate::glued::{Split, split_glued};
+use crate::identity::{FINGERPRINT_BYTES, Fingerprint};
 use crate::source::{ReadError, Source};
 use crate::status::{FileCounters, FileRole, FileStatus};
 use crate::{FileIdentity, Line, Position, Problem, ProblemKind, StreamId, TailEvent};
@@ -34,6 +35,10 @@ pub(crate) enum Stop {
     Failed,
     /// An archive cannot be read further; the reason was reported.
     ArchiveEnded,
+    /// The bytes at the read offset differ from the head, so the file was truncated
+    /// and rewritten since its last check. Nothing was consumed; the next check of the
+    /// file restarts it.
+    Replaced,
 }
 
 /// Shared state that reading a stream uses and updates.
@@ -53,6 +58,9 @@ pub(crate) struct Stream {
     pub(crate) path: PathBuf,
     pub(crate) role: Role,
     pub(crate) identity: FileIdentity,
+    /// First bytes of the content, exactly the ones the fingerprint covers. A copy
+    /// of the file that is shorter than the fingerprint is recognized by them.
+    pub(crate) head: Vec<u8>,
     pub(crate) source: Source,
     pub(crate) read_offset: u64,
     pub(crate) assembler: LineAssembler,
@@ -65,20 +73,24 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    /// Creates a stream whose reading starts at `assembler`'s offset.
+    /// Creates a stream whose reading starts at `assembler`'s offset. The fingerprint
+    /// of `identity` must be the one of `head`.
     pub(crate) fn new(
         path: &Path,
         role: Role,
         identity: FileIdentity,
+        head: Vec<u8>,
         source: Source,
         assembler: LineAssembler,
     ) -> Self {
+        debug_assert_eq!(identity.fingerprint, Fingerprint::of(&head));
         let offset = assembler.line_start();
         Self {
             id: StreamId::next(),
             path: path.to_path_buf(),
             role,
             identity,
+            head,
             source,
             read_offset: offset,
             assembler,
@@ -120,7 +132,11 @@ impl Stream {
                 Err(error) => return self.report_read_error(error, context),
             };
             self.failing = false;
+            if !self.continues_head(&context.chunk[..n]) {
+                return Stop::Replaced;
+            }
             *context.budget -= n;
+            self.extend_head(n, context);
             self.read_offset += n as u64;
             self.counters.bytes_read += n as u64;
             self.assembler.feed(&context.chunk[..n], &mut lines);
@@ -128,6 +144,39 @@ impl Stream {
                 self.emit(line, context);
             }
         }
+    }
+
+    /// Replaces the first bytes of the content and the fingerprint computed from them.
+    pub(crate) fn set_head(&mut self, head: Vec<u8>) {
+        self.identity.fingerprint = Fingerprint::of(&head);
+        self.head = head;
+    }
+
+    /// Tells whether `bytes`, read at the read offset, agree with the part of the head
+    /// they overlap.
+    fn continues_head(&self, bytes: &[u8]) -> bool {
+        let Ok(start) = usize::try_from(self.read_offset) else {
+            return true;
+        };
+        let Some(expected) = self.head.get(start..) else {
+            return true;
+        };
+        let len = expected.len().min(bytes.len());
+        expected[..len] == bytes[..len]
+    }
+
+    /// Extends the head and fingerprint of a plain file over the `n` bytes just read
+    /// into the chunk when they cover exactly the bytes before them. They then cover
+    /// every byte read within the first [`FINGERPRINT_BYTES`], so a truncation
+    /// followed by writes past the read offset still changes the bytes they cover.
+    fn extend_head(&mut self, n: usize, context: &ReadContext<'_>) {
+        if self.source.plain_file().is_none() || self.head.len() as u64 != self.read_offset {
+            return;
+        }
+        let take = FINGERPRINT_BYTES.saturating_sub(self.head.len()).min(n);
+        let next = &context.chunk[..take];
+        self.identity.fingerprint.extend(next);
+        self.head.extend_from_slice(next);
     }
 
     /// Emits the held partial line, if any, because the file will not grow any more.

@@ -19,7 +19,7 @@ pub struct Tailer {
     config: TailerConfig,
     followed: Vec<Followed>,
     /// Checkpoint entries kept until they expire: files of paths no longer configured,
-    /// and files that could not be found.
+    /// and files whose lookup failed with an error other than "not found".
     orphans: Vec<Entry>,
     /// Checkpoint records of paths no longer configured, kept until they expire.
     other_followed: Vec<FollowedRecord>,
@@ -98,9 +98,9 @@ impl Tailer {
                 self.followed.push(first_start(path, &self.config));
                 continue;
             }
-            let (followed, vanished) = restore(path, mine, &self.config, &mut context);
+            let (followed, unresolved) = restore(path, mine, &self.config, &mut context);
             self.followed.push(followed);
-            self.orphans.extend(vanished);
+            self.orphans.extend(unresolved);
         }
         self.orphans.extend(entries);
         self.other_followed = checkpoint

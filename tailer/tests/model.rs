@@ -24,8 +24,12 @@ enum Op {
     /// osqueryd rotation: rotated files shift up, `.1` is compressed into `.2.zst`,
     /// the live file becomes `.1`; the next append creates the live file.
     OsqueryRotate,
-    /// Copies the live file outside the rotation names and truncates it in place.
+    /// logrotate `copytruncate`: rotated files shift up unchanged, the live file is
+    /// copied to `.1`, then truncated in place. No line is lost.
     CopyTruncate,
+    /// Copies the live file outside the rotation names and truncates it in place, so
+    /// lines not yet delivered are lost.
+    CopyElsewhereTruncate,
     /// Writes the checkpoint (everything delivered is acknowledged), drops, reopens.
     Restart,
     /// Drops the tailer without writing the checkpoint and reopens it.
@@ -39,6 +43,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::RenameRotate),
         1 => Just(Op::OsqueryRotate),
         1 => Just(Op::CopyTruncate),
+        1 => Just(Op::CopyElsewhereTruncate),
         1 => Just(Op::Restart),
         1 => Just(Op::Kill),
     ]
@@ -51,9 +56,10 @@ struct Model {
     written: Vec<u64>,
     /// Lines currently in the live file.
     live: Vec<u64>,
-    /// Lines removed by a truncation; they exist in no followed file any more.
+    /// Lines removed by a truncation without a rotated copy; they exist in no
+    /// followed file any more.
     truncated_away: HashSet<u64>,
-    /// Lines removed by a truncation before their first delivery.
+    /// Lines removed by a truncation without a rotated copy before their first delivery.
     lost: HashSet<u64>,
     lost_bytes: u64,
     delivered: HashMap<u64, u32>,
@@ -161,6 +167,7 @@ impl Harness {
                 }
             }
             Op::CopyTruncate => self.copy_truncate(),
+            Op::CopyElsewhereTruncate => self.copy_elsewhere_truncate(),
             Op::Restart => self.restart(),
             Op::Kill => self.kill(),
         }
@@ -188,6 +195,12 @@ impl Harness {
 
     /// Shifts rotated files up by one and renames the live file to `.1`.
     fn shift(&mut self, compress_first: bool) {
+        self.shift_rotated(compress_first);
+        fs::rename(&self.fixture.log, self.fixture.rotated(1, false)).unwrap();
+    }
+
+    /// Shifts rotated files up by one, so that `.1` is free.
+    fn shift_rotated(&mut self, compress_first: bool) {
         let highest = (1..)
             .take_while(|&index| {
                 self.fixture.rotated(index, false).exists()
@@ -213,10 +226,20 @@ impl Harness {
                 fs::rename(&first, self.fixture.rotated(2, false)).unwrap();
             }
         }
-        fs::rename(&self.fixture.log, &first).unwrap();
     }
 
     fn copy_truncate(&mut self) {
+        if !self.fixture.log.exists() {
+            return;
+        }
+        self.shift_rotated(false);
+        fs::copy(&self.fixture.log, self.fixture.rotated(1, false)).unwrap();
+        fs::File::create(&self.fixture.log).unwrap();
+        // The lines now sit in `.1`, as after a rename rotation.
+        self.model.live.clear();
+    }
+
+    fn copy_elsewhere_truncate(&mut self) {
         if !self.fixture.log.exists() {
             return;
         }
@@ -320,9 +343,61 @@ fn model_regressions() {
     let cases = [
         // A partial line held, then the file truncated and renamed before the next poll.
         vec![split.clone(), Op::CopyTruncate, Op::RenameRotate, append(1)],
+        vec![
+            split.clone(),
+            Op::CopyElsewhereTruncate,
+            Op::RenameRotate,
+            append(1),
+        ],
+        // Two copytruncates between polls, the first of content never read.
+        vec![
+            append(2),
+            Op::CopyTruncate,
+            append(1),
+            Op::CopyTruncate,
+            append(1),
+        ],
+        // A held partial line, two copytruncates and a rename between polls.
+        vec![
+            split.clone(),
+            Op::CopyTruncate,
+            append(1),
+            Op::CopyTruncate,
+            append(1),
+            Op::RenameRotate,
+        ],
+        // Content never read, two copytruncates and a rename between polls.
+        vec![
+            append(1),
+            Op::CopyTruncate,
+            Op::Poll,
+            append(1),
+            Op::CopyTruncate,
+            append(1),
+            Op::RenameRotate,
+            append(1),
+        ],
+        // A copytruncate of read content, then a crash before the checkpoint.
+        vec![
+            append(2),
+            Op::Poll,
+            append(1),
+            Op::CopyTruncate,
+            append(1),
+            Op::Kill,
+        ],
         // A file created, written and rotated while the path was never polled.
         vec![append(1), Op::OsqueryRotate],
         // A renamed file that was truncated, rewritten and compressed between polls.
+        vec![
+            split.clone(),
+            Op::CopyElsewhereTruncate,
+            append(1),
+            Op::RenameRotate,
+            append(1),
+            Op::OsqueryRotate,
+            append(1),
+        ],
         vec![
             split,
             Op::CopyTruncate,

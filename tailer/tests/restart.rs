@@ -5,8 +5,8 @@ mod common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
-use common::{Fixture, drain, texts};
-use tailer::{ProblemKind, StartAt, StartupWarning, TailEvent, Tailer};
+use common::{Fixture, drain, problems, texts};
+use tailer::{ProblemKind, StartAt, StartupWarning, Tailer};
 
 #[test]
 fn restart_resumes_after_acked_lines() {
@@ -83,14 +83,206 @@ fn inode_reuse_reads_from_zero() {
     let mut tailer = fixture.open();
     let events = drain(&mut tailer);
     assert_eq!(texts(&events), ["new-1", "new-2", "new-3"]);
-    let vanished: Vec<&ProblemKind> = events
+    // The old file was read to its end, so nothing of it is reported lost.
+    assert!(problems(&events).is_empty());
+}
+
+#[test]
+fn deleted_read_file_is_not_reported() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a", "b"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["a", "b"]);
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    fs::remove_file(&fixture.log).unwrap();
+    let mut tailer = fixture.open();
+    assert_eq!(drain(&mut tailer), []);
+    tailer.write_checkpoint().unwrap();
+    assert!(file_records(&fixture).is_empty());
+    drop(tailer);
+
+    let mut tailer = fixture.open();
+    assert_eq!(drain(&mut tailer), []);
+}
+
+#[test]
+fn vanished_file_is_reported_once() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a", "b", "c"]);
+    let mut tailer = fixture.open();
+    let events = tailer.poll().unwrap();
+    assert_eq!(texts(&events), ["a", "b", "c"]);
+    tailer.ack(events[0].position());
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    fs::remove_file(&fixture.log).unwrap();
+    let mut tailer = fixture.open();
+    let events = drain(&mut tailer);
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        problems(&events),
+        [ProblemKind::FileVanished { acked_offset: 2 }]
+    );
+    assert_eq!(events[0].position().path, fixture.log);
+    assert_eq!(events[0].position().start, 2);
+    tailer.write_checkpoint().unwrap();
+    assert!(file_records(&fixture).is_empty());
+    drop(tailer);
+
+    let mut tailer = fixture.open();
+    assert_eq!(drain(&mut tailer), []);
+}
+
+#[test]
+fn rewrite_in_place_is_reported_once() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["old-1", "old-2"]);
+    let mut tailer = fixture.open();
+    let events = tailer.poll().unwrap();
+    assert_eq!(texts(&events), ["old-1", "old-2"]);
+    tailer.ack(events[0].position());
+    tailer.write_checkpoint().unwrap();
+    let inode = fs::metadata(&fixture.log).unwrap().ino();
+    drop(tailer);
+
+    fs::write(&fixture.log, b"new-1\n").unwrap();
+    assert_eq!(fs::metadata(&fixture.log).unwrap().ino(), inode);
+    let mut tailer = fixture.open();
+    let events = drain(&mut tailer);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        problems(&events),
+        [ProblemKind::FileVanished { acked_offset: 6 }]
+    );
+    assert_eq!(texts(&events), ["new-1"]);
+    tailer.write_checkpoint().unwrap();
+    assert_eq!(file_records(&fixture).len(), 1);
+    drop(tailer);
+
+    fixture.append_lines(&["new-2"]);
+    let mut tailer = fixture.open();
+    let events = drain(&mut tailer);
+    assert_eq!(events.len(), 1);
+    assert_eq!(texts(&events), ["new-2"]);
+}
+
+#[test]
+fn rewrite_after_full_read_is_silent() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["old-1", "old-2"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["old-1", "old-2"]);
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    fs::write(&fixture.log, b"new-1\n").unwrap();
+    let mut tailer = fixture.open();
+    let events = drain(&mut tailer);
+    assert_eq!(events.len(), 1);
+    assert_eq!(texts(&events), ["new-1"]);
+}
+
+#[test]
+fn truncation_while_running_leaves_no_entry() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["old-1", "old-2"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["old-1", "old-2"]);
+    fs::write(&fixture.log, b"new-1\n").unwrap();
+    let events = drain(&mut tailer);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        problems(&events),
+        [ProblemKind::Truncated {
+            possibly_lost_bytes: 0
+        }]
+    );
+    assert_eq!(texts(&events), ["new-1"]);
+    tailer.write_checkpoint().unwrap();
+    let states: Vec<String> = file_records(&fixture)
         .iter()
-        .filter_map(|event| match event {
-            TailEvent::Problem(problem) => Some(&problem.kind),
-            TailEvent::Line(_) => None,
-        })
+        .map(|record| record["state"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(vanished, [&ProblemKind::FileVanished { acked_offset: 12 }]);
+    // The old content is kept only as a `done` entry, which is never reported.
+    assert_eq!(states, ["reading", "done"]);
+    drop(tailer);
+
+    let mut tailer = fixture.open();
+    assert_eq!(drain(&mut tailer), []);
+}
+
+#[test]
+fn entry_without_observed_size_is_reported_once() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["a"]);
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+    // A checkpoint written before `observed_size` existed.
+    let json = fs::read_to_string(&fixture.checkpoint).unwrap();
+    let mut document: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for record in document["files"].as_array_mut().unwrap() {
+        let removed = record.as_object_mut().unwrap().remove("observed_size");
+        assert_eq!(removed, Some(serde_json::json!(2)));
+    }
+    fs::write(&fixture.checkpoint, document.to_string()).unwrap();
+
+    fs::remove_file(&fixture.log).unwrap();
+    let mut tailer = fixture.open();
+    assert!(tailer.startup_warnings().is_empty());
+    let events = drain(&mut tailer);
+    // Without the observed size, the tailer cannot tell that nothing was unread.
+    assert_eq!(
+        problems(&events),
+        [ProblemKind::FileVanished { acked_offset: 2 }]
+    );
+    assert_eq!(events.len(), 1);
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    let mut tailer = fixture.open();
+    assert_eq!(drain(&mut tailer), []);
+}
+
+#[test]
+fn failed_lookup_keeps_entry_unreported() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a", "b"]);
+    let mut tailer = fixture.open();
+    let events = tailer.poll().unwrap();
+    tailer.ack(events[0].position());
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    fs::remove_file(&fixture.log).unwrap();
+    // A directory under a rotated name fails to be read, so the lookup is incomplete.
+    let blocker = fixture.rotated(1, false);
+    fs::create_dir(&blocker).unwrap();
+    let mut tailer = fixture.open();
+    assert_eq!(drain(&mut tailer), []);
+    tailer.write_checkpoint().unwrap();
+    assert_eq!(file_records(&fixture).len(), 1);
+    drop(tailer);
+
+    fs::remove_dir(&blocker).unwrap();
+    let mut tailer = fixture.open();
+    let events = drain(&mut tailer);
+    assert_eq!(
+        problems(&events),
+        [ProblemKind::FileVanished { acked_offset: 2 }]
+    );
+    assert_eq!(events.len(), 1);
+}
+
+/// Returns the `files` records of the checkpoint as JSON values.
+fn file_records(fixture: &Fixture) -> Vec<serde_json::Value> {
+    let json = fs::read_to_string(&fixture.checkpoint).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&json).unwrap();
+    document["files"].as_array().unwrap().clone()
 }
 
 #[test]

@@ -3,9 +3,13 @@
 mod common;
 
 use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
 
 use common::{Fixture, append_to, drain, problems, texts};
-use tailer::{ProblemKind, TailEvent};
+use tailer::{Problem, ProblemKind, TailEvent};
 
 #[test]
 fn rename_rotation_while_running() {
@@ -134,8 +138,152 @@ fn restart_after_rotation_skips_read_archives() {
     assert_eq!(texts(&drain(&mut tailer)), ["l3"]);
 }
 
+/// Copies the live file to `.1` and truncates it, as logrotate `copytruncate` does.
+fn copy_truncate(fixture: &Fixture) {
+    fs::copy(&fixture.log, fixture.rotated(1, false)).unwrap();
+    fs::File::create(&fixture.log).unwrap();
+}
+
+/// Returns the events of `events` that are `Truncated` problems.
+fn truncations(events: &[TailEvent]) -> Vec<&Problem> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            TailEvent::Problem(problem)
+                if matches!(problem.kind, ProblemKind::Truncated { .. }) =>
+            {
+                Some(problem)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn copytruncate_restarts_at_zero() {
+fn copytruncate_reads_rest_from_copy() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a", "b"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["a", "b"]);
+
+    fixture.append(b"par");
+    assert!(drain(&mut tailer).is_empty());
+    fixture.append_lines(&["t", "c"]);
+    copy_truncate(&fixture);
+    fixture.append_lines(&["d"]);
+
+    let events = drain(&mut tailer);
+    let expected = ProblemKind::Truncated {
+        possibly_lost_bytes: 0,
+    };
+    assert_eq!(problems(&events), [expected]);
+    assert_eq!(texts(&events), ["part", "c", "d"]);
+    let positions: Vec<_> = common::lines(&events)
+        .into_iter()
+        .map(|line| (line.position.path, line.position.start))
+        .collect();
+    let copy = fixture.rotated(1, false);
+    let expected = [(copy.clone(), 4), (copy, 9), (fixture.log.clone(), 0)];
+    assert_eq!(positions, expected);
+
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+    let mut tailer = fixture.open();
+    fixture.append_lines(&["e"]);
+    let events = drain(&mut tailer);
+    assert_eq!(texts(&events), ["e"]);
+    assert!(problems(&events).is_empty());
+}
+
+#[test]
+fn copytruncate_keeps_ack_tracking() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a", "b"]);
+    let mut tailer = fixture.open();
+    let before = tailer.poll().unwrap();
+    assert_eq!(texts(&before), ["a", "b"]);
+    let copy_first_stream = before[0].position().stream;
+
+    fixture.append_lines(&["c"]);
+    copy_truncate(&fixture);
+    fixture.append_lines(&["d"]);
+    let after = tailer.poll().unwrap();
+    assert_eq!(texts(&after), ["c", "d"]);
+    // The copy continues the read pass of the truncated content.
+    assert_eq!(after[1].position().stream, copy_first_stream);
+    for event in before.iter().chain(&after) {
+        tailer.ack(event.position());
+    }
+    assert_eq!(tailer.unacked_bytes(), 0);
+    assert!(drain(&mut tailer).is_empty());
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    let mut tailer = fixture.open();
+    assert!(drain(&mut tailer).is_empty());
+}
+
+#[test]
+fn copytruncate_unacked_lines_redeliver_from_copy() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["a"]);
+    tailer.write_checkpoint().unwrap();
+
+    fixture.append_lines(&["b"]);
+    assert_eq!(texts(&tailer.poll().unwrap()), ["b"]);
+    fixture.append_lines(&["c"]);
+    copy_truncate(&fixture);
+    fixture.append_lines(&["d"]);
+    let events = tailer.poll().unwrap();
+    assert_eq!(texts(&events), ["c", "d"]);
+    // Only "d" is acknowledged; "b" and "c" stay unacknowledged in the copy.
+    tailer.ack(events.last().unwrap().position());
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+
+    let mut tailer = fixture.open();
+    let events = drain(&mut tailer);
+    assert_eq!(texts(&events), ["b", "c"]);
+    assert!(problems(&events).is_empty());
+}
+
+#[test]
+fn copytruncate_counts_bytes_missing_from_copy() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a", "b"]);
+    let mut config = fixture.config();
+    config.max_unacked_bytes = 1;
+    let mut tailer = tailer::Tailer::open(config).unwrap();
+    let first = tailer.poll().unwrap();
+    assert_eq!(texts(&first), ["a", "b"]);
+
+    fixture.append_lines(&["c"]);
+    fs::copy(&fixture.log, fixture.rotated(1, false)).unwrap();
+    // Written after the copy; the tailer observes the size but backpressure keeps it
+    // from reading these 14 bytes.
+    fixture.append_lines(&["lost-1", "lost-2"]);
+    assert!(tailer.poll().unwrap().is_empty());
+    fs::File::create(&fixture.log).unwrap();
+    fixture.append_lines(&["d"]);
+
+    for event in &first {
+        tailer.ack(event.position());
+    }
+    let events = drain(&mut tailer);
+    let expected = ProblemKind::Truncated {
+        possibly_lost_bytes: 14,
+    };
+    assert_eq!(problems(&events), [expected]);
+    assert_eq!(texts(&events), ["c", "d"]);
+    let truncated = truncations(&events);
+    assert_eq!(truncated[0].position.start, 6);
+    assert_eq!(truncated[0].position.end, 20);
+}
+
+#[test]
+fn truncation_without_copy_counts_unread() {
     let fixture = Fixture::new();
     fixture.append_lines(&["a", "b"]);
     let mut tailer = fixture.open();
@@ -144,7 +292,7 @@ fn copytruncate_restarts_at_zero() {
     fixture.append(b"par");
     assert!(drain(&mut tailer).is_empty());
     fixture.append_lines(&["c"]);
-    fs::copy(&fixture.log, fixture.rotated(1, false)).unwrap();
+    fs::copy(&fixture.log, fixture.dir.path().join("elsewhere.log")).unwrap();
     fs::File::create(&fixture.log).unwrap();
     fixture.append_lines(&["d"]);
 
@@ -162,6 +310,112 @@ fn copytruncate_restarts_at_zero() {
     let mut tailer = fixture.open();
     fixture.append_lines(&["e"]);
     assert_eq!(texts(&drain(&mut tailer)), ["e"]);
+}
+
+#[test]
+fn copy_without_unread_bytes_is_skipped() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a"]);
+    let mut tailer = fixture.open();
+    fs::copy(&fixture.log, fixture.rotated(1, false)).unwrap();
+    fixture.append_lines(&["b"]);
+    assert_eq!(texts(&drain(&mut tailer)), ["a", "b"]);
+    fs::File::create(&fixture.log).unwrap();
+    fixture.append_lines(&["c"]);
+
+    let events = drain(&mut tailer);
+    let expected = ProblemKind::Truncated {
+        possibly_lost_bytes: 0,
+    };
+    assert_eq!(problems(&events), [expected]);
+    assert_eq!(texts(&events), ["c"]);
+
+    tailer.write_checkpoint().unwrap();
+    drop(tailer);
+    let mut tailer = fixture.open();
+    assert!(drain(&mut tailer).is_empty());
+}
+
+#[test]
+fn copytruncate_from_compressed_copy() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["a"]);
+
+    fixture.append_lines(&["b", "c"]);
+    let content = fs::read(&fixture.log).unwrap();
+    fs::write(
+        fixture.rotated(1, true),
+        zstd::encode_all(&content[..], 3).unwrap(),
+    )
+    .unwrap();
+    fs::File::create(&fixture.log).unwrap();
+    fixture.append_lines(&["d"]);
+
+    let events = drain(&mut tailer);
+    let expected = ProblemKind::Truncated {
+        possibly_lost_bytes: 0,
+    };
+    assert_eq!(problems(&events), [expected]);
+    assert_eq!(texts(&events), ["b", "c", "d"]);
+}
+
+#[test]
+fn copytruncates_between_polls_read_in_order() {
+    let fixture = Fixture::new();
+    fixture.append_lines(&["a"]);
+    let mut tailer = fixture.open();
+    assert_eq!(texts(&drain(&mut tailer)), ["a"]);
+
+    fixture.append_lines(&["b"]);
+    copy_truncate(&fixture);
+    fixture.append_lines(&["c"]);
+    fs::rename(fixture.rotated(1, false), fixture.rotated(2, false)).unwrap();
+    copy_truncate(&fixture);
+    fixture.append_lines(&["d"]);
+
+    let events = drain(&mut tailer);
+    let expected = ProblemKind::Truncated {
+        possibly_lost_bytes: 0,
+    };
+    assert_eq!(problems(&events), [expected]);
+    assert_eq!(texts(&events), ["b", "c", "d"]);
+}
+
+#[test]
+fn copytruncate_before_first_read() {
+    let fixture = Fixture::new();
+    fs::File::create(&fixture.log).unwrap();
+    let mut tailer = fixture.open();
+    assert!(drain(&mut tailer).is_empty());
+
+    // Nothing of this content is read before it is copied and truncated, so the
+    // live file itself shows no sign of the truncation.
+    fixture.append_lines(&["a", "b"]);
+    copy_truncate(&fixture);
+    fixture.append_lines(&["c"]);
+    let events = drain(&mut tailer);
+    assert_eq!(texts(&events), ["a", "b", "c"]);
+    assert!(problems(&events).is_empty());
+}
+
+#[test]
+fn copy_in_progress_is_not_read_twice() {
+    let fixture = Fixture::new();
+    fs::File::create(&fixture.log).unwrap();
+    let mut config = fixture.config();
+    config.max_unacked_bytes = 1;
+    let mut tailer = tailer::Tailer::open(config).unwrap();
+    assert!(drain(&mut tailer).is_empty());
+
+    fixture.append_lines(&["a", "b"]);
+    // The first half of a copy that is still being written.
+    fs::write(fixture.rotated(1, false), b"a\n").unwrap();
+    let events = drain(&mut tailer);
+    assert_eq!(texts(&events), ["a", "b"]);
+    fixture.append_lines(&["c"]);
+    assert_eq!(texts(&drain(&mut tailer)), ["c"]);
 }
 
 #[test]
@@ -220,4 +474,97 @@ fn archive_over_limit_is_reported() {
     let expected = ProblemKind::ArchiveTooLarge { limit: 12 };
     assert_eq!(problems(&events), [expected]);
     assert_eq!(texts(&events), ["bbbb", "x", "y"]);
+}
+
+#[test]
+fn copytruncate_under_load_loses_nothing() {
+    const LINES: u64 = 400;
+    let fixture = Arc::new(Fixture::new());
+    fs::File::create(&fixture.log).unwrap();
+    let mut tailer = fixture.open();
+    // The writer waits while a rotation runs, as the copy and the truncation must
+    // both see every line for none to be lost.
+    let lock = Arc::new(Mutex::new(()));
+    let writing = Arc::new(AtomicBool::new(true));
+
+    let writer = {
+        let (fixture, lock, writing) = (fixture.clone(), lock.clone(), writing.clone());
+        thread::spawn(move || {
+            for seq in 0..LINES {
+                {
+                    let _guard = lock.lock().unwrap();
+                    fixture.append(format!("{{\"seq\":{seq}}}\n").as_bytes());
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            writing.store(false, Ordering::SeqCst);
+        })
+    };
+    let rotator = {
+        let (fixture, lock, writing) = (fixture.clone(), lock.clone(), writing.clone());
+        thread::spawn(move || {
+            let mut rotations = 0;
+            while writing.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+                let _guard = lock.lock().unwrap();
+                for index in (1..=rotations).rev() {
+                    fs::rename(
+                        fixture.rotated(index, false),
+                        fixture.rotated(index + 1, false),
+                    )
+                    .unwrap();
+                }
+                copy_truncate(&fixture);
+                rotations += 1;
+            }
+            rotations
+        })
+    };
+
+    let mut events = Vec::new();
+    while writing.load(Ordering::SeqCst) {
+        let polled = tailer.poll().unwrap();
+        for event in &polled {
+            tailer.ack(event.position());
+        }
+        events.extend(polled);
+        thread::sleep(Duration::from_micros(200));
+    }
+    writer.join().unwrap();
+    let rotations = rotator.join().unwrap();
+    events.extend(drain(&mut tailer));
+
+    assert!(rotations >= 5, "only {rotations} rotations ran");
+    let seqs: Vec<u64> = texts(&events)
+        .iter()
+        .map(|text| {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            value["seq"].as_u64().unwrap()
+        })
+        .collect();
+    let mut counts = vec![0u32; LINES as usize];
+    for &seq in &seqs {
+        counts[seq as usize] += 1;
+    }
+    let missing: Vec<u64> = (0..LINES)
+        .filter(|&seq| counts[seq as usize] == 0)
+        .collect();
+    let repeated: Vec<u64> = (0..LINES).filter(|&seq| counts[seq as usize] > 1).collect();
+    let misordered: Vec<(u64, u64)> = seqs
+        .windows(2)
+        .filter(|pair| pair[0] >= pair[1])
+        .map(|pair| (pair[0], pair[1]))
+        .collect();
+    assert!(missing.is_empty(), "missing lines {missing:?}");
+    assert!(repeated.is_empty(), "repeated lines {repeated:?}");
+    assert!(misordered.is_empty(), "lines out of order {misordered:?}");
+    for kind in problems(&events) {
+        let ProblemKind::Truncated {
+            possibly_lost_bytes,
+        } = kind
+        else {
+            panic!("unexpected problem {kind:?}");
+        };
+        assert_eq!(possibly_lost_bytes, 0);
+    }
 }
