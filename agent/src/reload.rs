@@ -76,10 +76,16 @@ async fn reload(dir: &std::path::Path, shared: &Shared) {
         .into_iter()
         .filter(|descriptor| !shared.notifier.descriptors().contains(descriptor))
         .map(|descriptor| format!("slack:{descriptor}"))
+        .chain(
+            crate::settings::file_descriptors(&config)
+                .into_iter()
+                .filter(|descriptor| !shared.settings.file_outputs.contains_key(descriptor))
+                .map(|descriptor| format!("file:{descriptor}")),
+        )
         .collect();
     if !missing.is_empty() {
         let message = format!(
-            "rules send to {}, which had no webhook secret when the agent started; add the secret and restart the agent",
+            "rules send to {}, which had no webhook secret or file path when the agent started; add it and restart the agent",
             missing.join(", ")
         );
         tracing::error!(conf = %dir.display(), errors = %message, "Configuration reload rejected; the running configuration stays active.");

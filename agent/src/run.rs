@@ -12,6 +12,7 @@
 //! Memory is bounded by the tailer's `max_unacked_bytes`: when sinks are slow, acks stop,
 //! the tailer stops reading and the log file on disk is the buffer.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -419,6 +420,8 @@ fn deliver(
 /// Local JSON-lines outputs: alerts, and optionally every record.
 struct Sinks {
     notifier: Arc<Notifier>,
+    /// `file:<descriptor>` outputs with their open files.
+    file_outputs: BTreeMap<String, (PathBuf, File)>,
     alerts_path: PathBuf,
     alerts: File,
     alerts_stdout: bool,
@@ -437,8 +440,13 @@ impl Sinks {
             Some(path) => Some((path.clone(), append(path)?)),
             None => None,
         };
+        let mut file_outputs = BTreeMap::new();
+        for (descriptor, path) in &settings.file_outputs {
+            file_outputs.insert(descriptor.clone(), (path.clone(), append(path)?));
+        }
         Ok(Sinks {
             notifier,
+            file_outputs,
             alerts_path,
             alerts,
             alerts_stdout: settings.alerts.stdout,
@@ -448,6 +456,9 @@ impl Sinks {
 
     fn describe(&self) -> Vec<(String, String)> {
         let mut sinks = vec![("alerts".to_owned(), self.alerts_path.display().to_string())];
+        for (descriptor, (path, _)) in &self.file_outputs {
+            sinks.push((format!("file:{descriptor}"), path.display().to_string()));
+        }
         if let Some((path, _)) = &self.records {
             sinks.push(("records".to_owned(), path.display().to_string()));
         }
@@ -469,6 +480,7 @@ impl Sinks {
         if processed.alerts.is_empty() {
             return Ok(());
         }
+        self.write_file_outputs(&processed.alerts)?;
         let mut buffer = Vec::new();
         for alert in &processed.alerts {
             serde_json::to_writer(&mut buffer, alert)?;
@@ -485,6 +497,41 @@ impl Sinks {
         }
         for alert in &processed.alerts {
             tracing::info!(rule = %alert.rule, alert_id = %alert.alert_id, host = alert.host.as_deref().unwrap_or("-"), "Rule matched.");
+        }
+        Ok(())
+    }
+}
+
+impl Sinks {
+    /// Appends each alert to the `file:` outputs its rule names, skipping staged and
+    /// central-only rules as notifications do.
+    fn write_file_outputs(&mut self, alerts: &[rules_core::Alert]) -> Result<()> {
+        if self.file_outputs.is_empty() {
+            return Ok(());
+        }
+        let mut buffers: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        for alert in alerts
+            .iter()
+            .filter(|alert| !alert.staged && alert.tier != rules_core::rule::Tier::Central)
+        {
+            for descriptor in alert
+                .outputs
+                .iter()
+                .filter_map(|output| output.strip_prefix("file:"))
+            {
+                let buffer = buffers.entry(descriptor).or_default();
+                serde_json::to_writer(&mut *buffer, alert)?;
+                buffer.push(b'\n');
+            }
+        }
+        for (descriptor, buffer) in buffers {
+            let Some((path, file)) = self.file_outputs.get_mut(descriptor) else {
+                continue;
+            };
+            file.write_all(&buffer)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            file.sync_data()
+                .with_context(|| format!("cannot sync {}", path.display()))?;
         }
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct AgentSettings {
     pub alerts: AlertOutput,
     /// Optional local copy of every record (original bytes, one per line) and internal event.
     pub records_file: Option<PathBuf>,
+    /// Path of the JSON-lines file of each `file:<descriptor>` output.
+    pub file_outputs: std::collections::BTreeMap<String, PathBuf>,
     /// Slack delivery: webhook secrets, rate limit and retries.
     pub slack: crate::slack::SlackSettings,
 }
@@ -77,6 +79,7 @@ impl Default for AgentSettings {
             shutdown_timeout_ms: 10_000,
             alerts: AlertOutput::default(),
             records_file: None,
+            file_outputs: std::collections::BTreeMap::new(),
             slack: crate::slack::SlackSettings::default(),
         }
     }
@@ -178,6 +181,14 @@ impl AgentSettings {
 pub fn load_all(dir: &Path) -> Result<(rules_core::Config, AgentSettings), ConfigErrors> {
     let config = rules_core::Config::load(dir)?;
     let settings = AgentSettings::load(dir)?;
+    for descriptor in file_descriptors(&config) {
+        if !settings.file_outputs.contains_key(&descriptor) {
+            let message = format!(
+                "rules write to file:{descriptor}, which has no path: add \"file_outputs\": {{\"{descriptor}\": \"/var/log/edgealert/{descriptor}.jsonl\"}}"
+            );
+            return Err(single(&dir.join(FILE_NAME), "$.file_outputs", message));
+        }
+    }
     if config.source(&settings.source()).is_none() {
         let message = format!(
             "source {} is not declared in sources.json; declare it there or pick a declared source",
@@ -186,6 +197,18 @@ pub fn load_all(dir: &Path) -> Result<(rules_core::Config, AgentSettings), Confi
         return Err(single(&dir.join(FILE_NAME), "$.source", message));
     }
     Ok((config, settings))
+}
+
+/// Returns the descriptors of `file:` outputs that rules name.
+pub fn file_descriptors(config: &rules_core::Config) -> std::collections::BTreeSet<String> {
+    config
+        .rules
+        .rules()
+        .iter()
+        .flat_map(|rule| rule.spec.outputs.iter())
+        .filter_map(|output| output.strip_prefix("file:"))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn single(path: &Path, json_path: impl Into<String>, message: String) -> ConfigErrors {

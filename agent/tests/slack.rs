@@ -340,3 +340,81 @@ fn slack_burst_is_rate_limited_and_digested() {
         );
     }
 }
+
+#[test]
+fn file_output_gets_every_match() {
+    let mut agent = Agent::new();
+    std::fs::write(
+        agent.path("conf/outputs.json"),
+        r#"{"slack": ["security"], "file": ["siem"]}"#,
+    )
+    .unwrap();
+    let rule = agent.path("conf/rules/netcat_listener.json");
+    let text = std::fs::read_to_string(&rule).unwrap();
+    std::fs::write(
+        &rule,
+        text.replace(
+            r#""outputs": ["slack:security"]"#,
+            r#""outputs": ["slack:security", "file:siem"]"#,
+        ),
+    )
+    .unwrap();
+    let siem = agent.path("siem.jsonl");
+    agent.configure(|settings| settings["file_outputs"] = serde_json::json!({"siem": siem}));
+    agent.start();
+    agent.append(&netcat_line(12));
+    agent.append(&netcat_line(12).replace("1741947131", "1741947191"));
+    agent.wait_for("two alerts in the file output", |_| {
+        std::fs::read_to_string(&siem)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    agent.stop();
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&siem)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|alert| alert["rule"] == "netcat_listener"));
+    assert_eq!(
+        agent.webhook.accepted().len(),
+        1,
+        "Slack gets the first match only, because of dedup"
+    );
+}
+
+#[test]
+fn file_output_without_path_fails_to_start() {
+    let agent = Agent::new();
+    std::fs::write(
+        agent.path("conf/outputs.json"),
+        r#"{"slack": ["security"], "file": ["siem"]}"#,
+    )
+    .unwrap();
+    let rule = agent.path("conf/rules/netcat_listener.json");
+    let text = std::fs::read_to_string(&rule).unwrap();
+    std::fs::write(
+        &rule,
+        text.replace(
+            r#""outputs": ["slack:security"]"#,
+            r#""outputs": ["file:siem"]"#,
+        ),
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["run", "--conf"])
+        .arg(agent.path("conf"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(r#"$.file_outputs: rules write to file:siem, which has no path: add "file_outputs": {"siem": "/var/log/edgealert/siem.jsonl"}"#),
+        "{stderr}"
+    );
+}

@@ -28,8 +28,9 @@ use crate::record::{self, Event, ParseError, Record};
 use crate::rule::{self, RuleContext, RuleSet};
 use crate::schema::{self, ClassifyMode, DisabledSchema, LogSchema, Mismatch, quote};
 
-/// Output services that edgealert delivers to.
-pub const SUPPORTED_OUTPUT_SERVICES: &[&str] = &["slack"];
+/// Output services that edgealert delivers to: Slack incoming webhooks, and JSON-lines
+/// files for local collectors.
+pub const SUPPORTED_OUTPUT_SERVICES: &[&str] = &["file", "slack"];
 /// Services allowed as keys of `sources.json`.
 pub const SOURCE_SERVICES: &[&str] = &["file", "kinesis", "s3", "sns", "streamalert_app"];
 /// Largest configuration file read, in bytes.
