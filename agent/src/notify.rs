@@ -67,18 +67,20 @@ pub fn required_descriptors(config: &Config) -> BTreeSet<String> {
 }
 
 /// Loads the webhook URLs the configuration needs; errors name descriptors, never URLs.
-pub fn load_webhooks(
+pub async fn load_webhooks(
     config: &Config,
     settings: &SlackSettings,
 ) -> Result<BTreeMap<String, WebhookUrl>> {
     let descriptors: Vec<String> = required_descriptors(config).into_iter().collect();
-    secrets::load_all(&descriptors, &settings.webhooks).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!(
-            "missing or invalid Slack webhook secrets:\n  {}",
-            lines.join("\n  ")
-        )
-    })
+    secrets::load_all(&descriptors, &settings.webhooks, &config.dir)
+        .await
+        .map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!(
+                "missing or invalid Slack webhook secrets:\n  {}",
+                lines.join("\n  ")
+            )
+        })
 }
 
 impl Notifier {

@@ -85,7 +85,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
 
     let tailer =
         Tailer::open(tailer_config(&settings, &state_dir)).context("cannot start the tailer")?;
-    let webhooks = crate::notify::load_webhooks(&config, &settings.slack)?;
+    let webhooks = crate::notify::load_webhooks(&config, &settings.slack).await?;
     let notifier = Arc::new(Notifier::start(&state_dir, webhooks, &settings.slack)?);
     let sinks = Sinks::open(&settings, &state_dir, Arc::clone(&notifier))?;
     let shared = Arc::new(Shared {

@@ -418,3 +418,30 @@ fn file_output_without_path_fails_to_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn slack_retries_after_timeout() {
+    let mut agent = Agent::new();
+    agent.configure(|settings| settings["slack"]["timeout_ms"] = serde_json::json!(300));
+    let slow = Reply {
+        delay: Duration::from_secs(2),
+        ..Reply::status(200, "ok")
+    };
+    agent.webhook.script([slow]);
+    agent.start();
+    agent.append(&netcat_line(13));
+    agent.wait_for("the second request", |agent| {
+        agent.webhook.received().len() >= 2
+    });
+    agent.wait_for("the retry counter", |agent| {
+        agent.log().contains("Slack delivery failed; retrying.")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    agent.stop();
+    assert_eq!(
+        agent.webhook.received().len(),
+        2,
+        "one timed-out request, one retry"
+    );
+    assert_eq!(agent.outbox_files(), 0);
+}

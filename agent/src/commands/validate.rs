@@ -30,7 +30,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let (config, settings) = crate::settings::load_all(&args.conf.dir)
         .with_context(|| format!("cannot load configuration from {}", args.conf.dir.display()))?;
     if args.secrets {
-        let webhooks = crate::notify::load_webhooks(&config, &settings.slack)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let webhooks = runtime.block_on(crate::notify::load_webhooks(&config, &settings.slack))?;
         let names: Vec<String> = webhooks
             .keys()
             .map(|descriptor| format!("slack:{descriptor}"))

@@ -18,7 +18,26 @@ pub enum SecretSource {
     Env(String),
     /// A systemd credential (`LoadCredential=`), read from `$CREDENTIALS_DIRECTORY`.
     Credential(String),
+    /// A secret in AWS Secrets Manager, read through the default AWS credential chain. Its
+    /// `SecretString` is the URL, or a JSON object whose member `key` is the URL.
+    SecretsManager {
+        /// Secret name or ARN.
+        secret_id: String,
+        /// Member of a JSON secret that holds the URL.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    /// A KMS-encrypted URL shipped in the configuration directory: a file with the base64
+    /// `CiphertextBlob`, encrypted with the encryption context
+    /// `edgealert:descriptor=<descriptor>`, so only hosts allowed to decrypt can read it.
+    Kms {
+        /// The ciphertext file, relative to the configuration directory unless absolute.
+        ciphertext_file: PathBuf,
+    },
 }
+
+/// Encryption context key that names the descriptor a KMS-encrypted URL belongs to.
+pub const KMS_CONTEXT_KEY: &str = "edgealert:descriptor";
 
 /// A webhook URL. `Debug` prints no part of it, and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,18 +74,34 @@ pub fn default_credential(descriptor: &str) -> String {
 
 /// Loads the webhook URL of every descriptor in `descriptors`, from `sources` or, when a
 /// descriptor has no entry there, from the systemd credential `slack-<descriptor>`.
-pub fn load_all(
+/// `conf_dir` resolves relative KMS ciphertext files. AWS clients are created only when a
+/// source needs them.
+pub async fn load_all(
     descriptors: &[String],
     sources: &BTreeMap<String, SecretSource>,
+    conf_dir: &Path,
 ) -> Result<BTreeMap<String, WebhookUrl>, Vec<SecretError>> {
     let mut urls = BTreeMap::new();
     let mut errors = Vec::new();
+    let mut aws: Option<aws_config::SdkConfig> = None;
     for descriptor in descriptors {
         let source = sources
             .get(descriptor)
             .cloned()
             .unwrap_or_else(|| SecretSource::Credential(default_credential(descriptor)));
-        match load(descriptor, &source) {
+        let loaded = match &source {
+            SecretSource::SecretsManager { .. } | SecretSource::Kms { .. } => {
+                if aws.is_none() {
+                    aws = Some(aws_config::load_from_env().await);
+                }
+                match &aws {
+                    Some(sdk) => load_aws(descriptor, &source, sdk, conf_dir).await,
+                    None => continue,
+                }
+            }
+            _ => load(descriptor, &source),
+        };
+        match loaded {
             Ok(url) => {
                 urls.insert(descriptor.clone(), url);
             }
@@ -93,6 +128,9 @@ pub fn load(descriptor: &str, source: &SecretSource) -> Result<WebhookUrl, Secre
                 "environment variable {name} is not set or not valid UTF-8"
             ))
         })?,
+        SecretSource::SecretsManager { .. } | SecretSource::Kms { .. } => {
+            return Err(error("AWS sources are loaded by load_all".to_owned()));
+        }
         SecretSource::Credential(name) => {
             if name.is_empty() || name.contains('/') || name == ".." || name == "." {
                 return Err(error(format!(
@@ -114,6 +152,85 @@ pub fn load(descriptor: &str, source: &SecretSource) -> Result<WebhookUrl, Secre
         }
     };
     check_url(text.trim()).map_err(error)
+}
+
+/// Loads a URL from Secrets Manager or decrypts it with KMS.
+async fn load_aws(
+    descriptor: &str,
+    source: &SecretSource,
+    sdk: &aws_config::SdkConfig,
+    conf_dir: &Path,
+) -> Result<WebhookUrl, SecretError> {
+    let error = |problem: String| SecretError {
+        descriptor: descriptor.to_owned(),
+        problem,
+    };
+    let text = match source {
+        SecretSource::SecretsManager { secret_id, key } => {
+            let client = aws_sdk_secretsmanager::Client::new(sdk);
+            let output = client
+                .get_secret_value()
+                .secret_id(secret_id)
+                .send()
+                .await
+                .map_err(|sdk_error| {
+                    let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&sdk_error);
+                    error(format!(
+                        "cannot read Secrets Manager secret {secret_id}: {detail}"
+                    ))
+                })?;
+            let value = output.secret_string().ok_or_else(|| {
+                error(format!(
+                    "Secrets Manager secret {secret_id} has no SecretString"
+                ))
+            })?;
+            match key {
+                None => value.to_owned(),
+                Some(key) => json_member(value, key)
+                    .ok_or_else(|| error(format!("Secrets Manager secret {secret_id} is not a JSON object with a string member {key:?}")))?,
+            }
+        }
+        SecretSource::Kms { ciphertext_file } => {
+            let path = conf_dir.join(ciphertext_file);
+            let encoded = std::fs::read_to_string(&path).map_err(|io| {
+                error(format!(
+                    "cannot read KMS ciphertext {}: {io}",
+                    path.display()
+                ))
+            })?;
+            let ciphertext =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
+                    .map_err(|_| {
+                        error(format!("KMS ciphertext {} is not base64", path.display()))
+                    })?;
+            let client = aws_sdk_kms::Client::new(sdk);
+            let output = client
+                .decrypt()
+                .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(ciphertext))
+                .encryption_context(KMS_CONTEXT_KEY, descriptor)
+                .send()
+                .await
+                .map_err(|sdk_error| {
+                    let detail = aws_sdk_kms::error::DisplayErrorContext(&sdk_error);
+                    error(format!(
+                        "cannot decrypt KMS ciphertext {}: {detail}",
+                        path.display()
+                    ))
+                })?;
+            let plaintext = output
+                .plaintext()
+                .ok_or_else(|| error("KMS returned no plaintext".to_owned()))?;
+            String::from_utf8(plaintext.as_ref().to_vec())
+                .map_err(|_| error("the decrypted value is not UTF-8".to_owned()))?
+        }
+        _ => return load(descriptor, source),
+    };
+    check_url(text.trim()).map_err(error)
+}
+
+fn json_member(text: &str, key: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value.get(key)?.as_str().map(str::to_owned)
 }
 
 fn read_private_file(path: &Path) -> Result<String, String> {

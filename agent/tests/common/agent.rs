@@ -52,6 +52,11 @@ impl Agent {
     }
 
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts the agent with extra environment variables.
+    pub fn start_with_env(&mut self, env: &[(String, String)]) {
         self.log_mark = self.log().len();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -62,6 +67,10 @@ impl Agent {
             .args(["run", "--conf"])
             .arg(self.path("conf"))
             .args(["--log-format", "text"])
+            .envs(
+                env.iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
