@@ -1,7 +1,8 @@
 //! From alerts to queued Slack messages: dedup, tier, rendering and the outbox.
 //!
-//! The pipeline thread calls [`Notifier::queue`] with each batch's alerts before the batch
-//! is acknowledged, so a message is in the outbox before its lines can be checkpointed.
+//! The pipeline thread calls [`Notifier::prepare`] and [`Notifier::commit`] with each batch's
+//! alerts before the batch is acknowledged, so a message is in the outbox before its lines
+//! can be checkpointed.
 //! Dedup state is saved with each batch, so a restart that reads lines again, or an
 //! osqueryd restart that re-emits every row, does not notify twice.
 
@@ -41,7 +42,7 @@ pub struct Notifier {
     descriptors: BTreeSet<String>,
 }
 
-/// What `edgealert status` shows about Slack delivery.
+/// Slack delivery report shown by `edgealert status`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SlackReport {
     /// Messages waiting in the outbox.

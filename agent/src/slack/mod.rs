@@ -2,9 +2,9 @@
 //!
 //! Messages go through the persistent [`outbox::Outbox`]. One sender task per webhook sends
 //! them in order, within a per-webhook rate limit (Slack accepts about one message per
-//! second per webhook, with short bursts). HTTP 429 waits for `Retry-After`; 5xx answers,
+//! second per webhook, with short bursts). HTTP 429 waits for `Retry-After`. 5xx responses,
 //! timeouts and connection errors retry with exponential backoff and full jitter, up to a
-//! maximum number of attempts; any other answer is permanent. A message that cannot be
+//! maximum number of attempts. Any other response is permanent. A message that cannot be
 //! delivered moves to the dead letters with one error log. The webhook URL never appears in
 //! a log, an error or the status.
 
@@ -65,9 +65,9 @@ impl Default for SlackSettings {
 pub struct WebhookStatus {
     /// Messages Slack accepted.
     pub sent: u64,
-    /// HTTP 429 answers received.
+    /// HTTP 429 responses received.
     pub rate_limited: u64,
-    /// Retries after 5xx answers, timeouts and connection errors.
+    /// Retries after 5xx responses, timeouts and connection errors.
     pub retries: u64,
     /// Messages moved to the dead letters.
     pub dead_lettered: u64,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Where the webhook URL of one Slack descriptor comes from.
+/// Source of the webhook URL of one Slack descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum SecretSource {
@@ -23,7 +23,7 @@ pub enum SecretSource {
     SecretsManager {
         /// Secret name or ARN.
         secret_id: String,
-        /// Member of a JSON secret that holds the URL.
+        /// Member of a JSON secret that contains the URL.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
     },
@@ -56,14 +56,14 @@ impl fmt::Debug for WebhookUrl {
     }
 }
 
-/// Why a secret could not be loaded. Messages name the descriptor and the source, never
-/// the secret.
+/// Failure to load a secret. Messages name the descriptor and the source, never the
+/// secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("webhook secret of slack:{descriptor}: {problem}")]
 pub struct SecretError {
     /// The Slack descriptor, such as `security`.
     pub descriptor: String,
-    /// What is wrong and how to fix it.
+    /// Description of what is wrong and how to fix it.
     pub problem: String,
 }
 
