@@ -395,26 +395,35 @@ fn deliver(
     acks: &Sender<TailMessage>,
     shared: &Shared,
 ) {
+    // The outbox commit and the local sinks retry separately, so a failing sink does not
+    // queue messages again that Slack has already received.
+    if !retry(shared, || sinks.notifier.commit(messages)) {
+        return;
+    }
+    if !retry(shared, || sinks.write(&processed)) {
+        return;
+    }
+    let _ = acks.send(TailMessage::Ack(processed.acks));
+}
+
+/// Runs `write` until it succeeds, backing off up to 5 s; returns false when shutdown
+/// interrupts the retries, in which case the batch stays unacknowledged.
+fn retry(shared: &Shared, mut write: impl FnMut() -> Result<()>) -> bool {
     let mut delay = Duration::from_millis(100);
     loop {
-        let written = sinks
-            .notifier
-            .commit(messages)
-            .and_then(|()| sinks.write(&processed));
-        match written {
-            Ok(()) => break,
+        match write() {
+            Ok(()) => return true,
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "Writing to a local sink failed; holding the batch and retrying.");
                 shared.record_error(format!("sink: {error:#}"));
                 if shared.shutdown.load(Ordering::SeqCst) {
-                    return;
+                    return false;
                 }
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
-    let _ = acks.send(TailMessage::Ack(processed.acks));
 }
 
 /// Local JSON-lines outputs: alerts, and optionally every record.
@@ -442,7 +451,9 @@ impl Sinks {
         };
         let mut file_outputs = BTreeMap::new();
         for (descriptor, path) in &settings.file_outputs {
-            file_outputs.insert(descriptor.clone(), (path.clone(), append(path)?));
+            let file = append(path)
+                .with_context(|| format!("cannot open the file:{descriptor} output"))?;
+            file_outputs.insert(descriptor.clone(), (path.clone(), file));
         }
         Ok(Sinks {
             notifier,

@@ -133,6 +133,14 @@ impl AgentSettings {
                 );
             }
         }
+        for (descriptor, path) in &self.file_outputs {
+            if !path.is_absolute() {
+                error(
+                    &format!("file_outputs.{descriptor}"),
+                    format!("path {} must be absolute", path.display()),
+                );
+            }
+        }
         if Source::parse(&self.source).is_none() {
             error(
                 "source",

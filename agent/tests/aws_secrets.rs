@@ -234,3 +234,41 @@ fn kms_ciphertext_for_other_descriptor_is_rejected() {
     );
     assert!(!stderr.contains("SECRETPATH"));
 }
+
+#[test]
+#[ignore = "takes 20 s; scripts/test runs it"]
+fn aws_secret_times_out_when_endpoint_is_silent() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts connections and never answers.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let agent = Agent::new();
+    std::fs::write(agent.path("conf/slack-security.kms"), "AQID").unwrap();
+    agent.configure(|settings| {
+        settings["slack"]["webhooks"]["security"] =
+            serde_json::json!({"kms": {"ciphertext_file": "slack-security.kms"}});
+    });
+    let started = Instant::now();
+    let output = Command::new(BIN)
+        .args(["validate", "--secrets", "--conf"])
+        .arg(agent.path("conf"))
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("webhook secret of slack:security: no answer from AWS within 20 s"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(40));
+}

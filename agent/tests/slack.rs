@@ -445,3 +445,24 @@ fn slack_retries_after_timeout() {
     );
     assert_eq!(agent.outbox_files(), 0);
 }
+
+#[test]
+fn slack_not_resent_while_local_sink_fails() {
+    let mut agent = Agent::new();
+    agent.configure(|settings| {
+        settings["records_file"] = serde_json::json!("/dev/full");
+        settings["shutdown_timeout_ms"] = serde_json::json!(1000);
+    });
+    agent.start();
+    agent.append(&netcat_line(14));
+    agent.wait_for("the message", |agent| agent.webhook.accepted().len() == 1);
+    agent.wait_for("the retries", |agent| {
+        agent
+            .log()
+            .matches("holding the batch and retrying")
+            .count()
+            >= 4
+    });
+    agent.stop();
+    assert_eq!(agent.webhook.accepted().len(), 1);
+}

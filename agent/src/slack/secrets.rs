@@ -36,6 +36,9 @@ pub enum SecretSource {
     },
 }
 
+/// Time allowed for reading one secret from Secrets Manager or KMS.
+const AWS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Encryption context key that names the descriptor a KMS-encrypted URL belongs to.
 pub const KMS_CONTEXT_KEY: &str = "edgealert:descriptor";
 
@@ -95,7 +98,19 @@ pub async fn load_all(
                     aws = Some(aws_config::load_from_env().await);
                 }
                 match &aws {
-                    Some(sdk) => load_aws(descriptor, &source, sdk, conf_dir).await,
+                    Some(sdk) => {
+                        let request = load_aws(descriptor, &source, sdk, conf_dir);
+                        match tokio::time::timeout(AWS_TIMEOUT, request).await {
+                            Ok(loaded) => loaded,
+                            Err(_) => Err(SecretError {
+                                descriptor: descriptor.clone(),
+                                problem: format!(
+                                    "no answer from AWS within {} s: check network access to Secrets Manager or KMS",
+                                    AWS_TIMEOUT.as_secs()
+                                ),
+                            }),
+                        }
+                    }
                     None => continue,
                 }
             }
@@ -174,7 +189,7 @@ async fn load_aws(
                 .send()
                 .await
                 .map_err(|sdk_error| {
-                    let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&sdk_error);
+                    let detail = describe_sdk_error(&sdk_error);
                     error(format!(
                         "cannot read Secrets Manager secret {secret_id}: {detail}"
                     ))
@@ -185,6 +200,11 @@ async fn load_aws(
                 ))
             })?;
             match key {
+                None if value.trim_start().starts_with('{') => {
+                    return Err(error(format!(
+                        "Secrets Manager secret {secret_id} is a JSON object: set \"key\" to the member that contains the URL"
+                    )));
+                }
                 None => value.to_owned(),
                 Some(key) => json_member(value, key)
                     .ok_or_else(|| error(format!("Secrets Manager secret {secret_id} is not a JSON object with a string member {key:?}")))?,
@@ -198,6 +218,9 @@ async fn load_aws(
                     path.display()
                 ))
             })?;
+            if encoded.trim().is_empty() {
+                return Err(error(format!("KMS ciphertext {} is empty", path.display())));
+            }
             let ciphertext =
                 base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
                     .map_err(|_| {
@@ -211,7 +234,7 @@ async fn load_aws(
                 .send()
                 .await
                 .map_err(|sdk_error| {
-                    let detail = aws_sdk_kms::error::DisplayErrorContext(&sdk_error);
+                    let detail = describe_sdk_error(&sdk_error);
                     error(format!(
                         "cannot decrypt KMS ciphertext {}: {detail}",
                         path.display()
@@ -226,6 +249,34 @@ async fn load_aws(
         _ => return load(descriptor, source),
     };
     check_url(text.trim()).map_err(error)
+}
+
+/// Describes an AWS SDK error in one line: the service's error code and message, or the
+/// innermost cause of a connection or timeout failure.
+fn describe_sdk_error<E, R>(error: &aws_sdk_kms::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_kms::error::SdkError;
+    match error {
+        SdkError::ServiceError(service) => {
+            let meta = service.err();
+            format!(
+                "{}: {}",
+                meta.code().unwrap_or("error"),
+                meta.message().unwrap_or("no message")
+            )
+        }
+        SdkError::TimeoutError(_) => "the request timed out".to_owned(),
+        other => {
+            let mut cause: &dyn std::error::Error = other;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        }
+    }
 }
 
 fn json_member(text: &str, key: &str) -> Option<String> {
