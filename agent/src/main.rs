@@ -1,5 +1,6 @@
 //! The `edgealert` command: the host agent and the tools rule authors use.
 
+mod aws;
 mod commands;
 mod logging;
 mod notify;

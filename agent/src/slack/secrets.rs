@@ -95,7 +95,7 @@ pub async fn load_all(
         let loaded = match &source {
             SecretSource::SecretsManager { .. } | SecretSource::Kms { .. } => {
                 if aws.is_none() {
-                    aws = Some(aws_config::load_from_env().await);
+                    aws = Some(crate::aws::load(None, None).await);
                 }
                 match &aws {
                     Some(sdk) => {
