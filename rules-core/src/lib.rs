@@ -32,6 +32,7 @@ pub mod dedup;
 pub mod error;
 pub mod glob;
 pub mod jsonschema;
+pub mod kinesis;
 pub mod record;
 pub mod rule;
 pub mod schema;
