@@ -39,6 +39,8 @@ pub struct AgentSettings {
     pub file_outputs: std::collections::BTreeMap<String, PathBuf>,
     /// Slack delivery: webhook secrets, rate limit and retries.
     pub slack: crate::slack::SlackSettings,
+    /// Forwarding of every record to a Kinesis Data Stream; absent means no forwarding.
+    pub kinesis: Option<crate::kinesis::KinesisSettings>,
 }
 
 /// Start position in a file without a checkpoint.
@@ -81,6 +83,7 @@ impl Default for AgentSettings {
             records_file: None,
             file_outputs: std::collections::BTreeMap::new(),
             slack: crate::slack::SlackSettings::default(),
+            kinesis: None,
         }
     }
 }
@@ -131,6 +134,11 @@ impl AgentSettings {
                     &format!("files[{index}]"),
                     format!("path {} must be absolute", file.display()),
                 );
+            }
+        }
+        if let Some(kinesis) = &self.kinesis {
+            for (key, message) in kinesis.problems() {
+                error(&format!("kinesis.{key}"), message);
             }
         }
         for (descriptor, path) in &self.file_outputs {
