@@ -674,7 +674,11 @@ impl Shared {
 
     /// Returns a copy of the status for the status file.
     pub(crate) fn status_snapshot(&self) -> Option<StatusFile> {
-        self.status.lock().ok().map(|status| status.clone())
+        let kinesis = self.kinesis_report();
+        self.status.lock().ok().map(|status| StatusFile {
+            kinesis,
+            ..status.clone()
+        })
     }
 
     /// Runs `update` on the status.

@@ -133,11 +133,7 @@ pub async fn write_periodically(state_dir: PathBuf, shared: Arc<Shared>) {
     loop {
         interval.tick().await;
         let report = shared.notifier.report();
-        let kinesis = shared.kinesis_report();
-        shared.update_status(|status| {
-            status.slack = report;
-            status.kinesis = kinesis;
-        });
+        shared.update_status(|status| status.slack = report);
         let Some(mut status) = shared.status_snapshot() else {
             continue;
         };
