@@ -457,6 +457,10 @@ fn kinesis_unreachable_stream_spools_and_drains_in_order() {
         },
     );
     assert_eq!(report["kinesis"]["spool_torn_frames"], 0);
+    assert_eq!(
+        report["kinesis"]["entries_sent"], 900,
+        "spooled records keep their line counts"
+    );
 }
 
 #[test]

@@ -210,6 +210,10 @@ pub struct KinesisStatus {
     pub entries_sent: u64,
     /// Bytes of data and keys accepted.
     pub bytes_sent: u64,
+    /// PUT payload units of accepted records: each record counts its size in 25 KiB
+    /// units, rounded up, as Kinesis bills them.
+    #[serde(default)]
+    pub payload_units: u64,
     /// PutRecords calls made.
     pub requests: u64,
     /// Entries that failed inside successful responses and were retried.

@@ -76,6 +76,7 @@ enum From {
 /// A record read from the spool and not yet accepted.
 struct WindowItem {
     key: String,
+    entries: u32,
     data: Vec<u8>,
     next: SpoolPos,
     accepted: bool,
@@ -336,7 +337,7 @@ impl Sender {
         let result = self.spool.append(
             moved
                 .iter()
-                .map(|record| (record.key.as_str(), record.data.as_slice())),
+                .map(|record| (record.key.as_str(), record.entries, record.data.as_slice())),
         );
         match result {
             Ok(()) => {
@@ -371,6 +372,7 @@ impl Sender {
                         .window
                         .extend(read.into_iter().map(|record| WindowItem {
                             key: record.key,
+                            entries: record.entries,
                             data: record.data,
                             next: record.next,
                             accepted: false,
@@ -443,7 +445,7 @@ impl Sender {
                         None => failed += 1,
                     }
                 }
-                let (records, entries, bytes) = match from {
+                let (records, entries, bytes, units) = match from {
                     From::Memory => self.take_accepted_memory(&accepted),
                     From::Spool => self.take_accepted_window(&accepted),
                 };
@@ -451,6 +453,7 @@ impl Sender {
                     status.records_sent += records;
                     status.entries_sent += entries;
                     status.bytes_sent += bytes;
+                    status.payload_units += units;
                     status.entries_retried += failed;
                     status.throttled += throttled;
                     status.last_success_unix_ms = Some(unix_ms());
@@ -506,14 +509,15 @@ impl Sender {
         }
     }
 
-    fn take_accepted_memory(&mut self, accepted: &[bool]) -> (u64, u64, u64) {
+    fn take_accepted_memory(&mut self, accepted: &[bool]) -> (u64, u64, u64, u64) {
         let mut kept = VecDeque::with_capacity(self.memory.len());
-        let (mut records, mut entries, mut bytes) = (0, 0, 0);
+        let (mut records, mut entries, mut bytes, mut units) = (0, 0, 0, 0);
         for (index, record) in std::mem::take(&mut self.memory).into_iter().enumerate() {
             if accepted.get(index).copied().unwrap_or(false) {
                 records += 1;
                 entries += u64::from(record.entries);
                 bytes += record.size() as u64;
+                units += payload_units(record.size());
                 self.memory_bytes -= record.size();
                 self.settle(&record);
             } else {
@@ -521,18 +525,20 @@ impl Sender {
             }
         }
         self.memory = kept;
-        (records, entries, bytes)
+        (records, entries, bytes, units)
     }
 
-    fn take_accepted_window(&mut self, accepted: &[bool]) -> (u64, u64, u64) {
-        let (mut records, mut bytes) = (0, 0);
+    fn take_accepted_window(&mut self, accepted: &[bool]) -> (u64, u64, u64, u64) {
+        let (mut records, mut entries, mut bytes, mut units) = (0, 0, 0, 0);
         let mut results = accepted.iter();
         for item in self.window.iter_mut().filter(|item| !item.accepted) {
             match results.next() {
                 Some(true) => {
                     item.accepted = true;
                     records += 1;
+                    entries += u64::from(item.entries);
                     bytes += (item.key.len() + item.data.len()) as u64;
+                    units += payload_units(item.key.len() + item.data.len());
                 }
                 Some(false) => {}
                 None => break,
@@ -551,8 +557,7 @@ impl Sender {
         {
             self.note_error(format!("spool head write failed: {error}"), false);
         }
-        // Entries inside spooled records are not counted again; the spool keeps only bytes.
-        (records, records, bytes)
+        (records, entries, bytes, units)
     }
 
     fn backoff(&self) -> Duration {
@@ -606,6 +611,11 @@ impl Sender {
         status.lines_split = counters.lines_split;
         status.dead_lettered = counters.dead_lettered;
     }
+}
+
+/// PUT payload units of a record of `size` bytes: 25 KiB each, rounded up.
+fn payload_units(size: usize) -> u64 {
+    (size as u64).div_ceil(25 * 1024).max(1)
 }
 
 fn entry(key: &str, data: &[u8]) -> PutRecordsRequestEntry {

@@ -6,7 +6,7 @@
 //! crash resends at most the frames read since the last head write.
 //!
 //! Frame: `EA 5F`, payload length (u32, big-endian), CRC-32 of the payload (u32), payload.
-//! Payload: key length (u16), key, data. A frame cut short by a crash, or one whose checksum
+//! Payload: key length (u16), key, number of entries in the record (u32), data. A frame cut short by a crash, or one whose checksum
 //! does not match, ends its segment: the segment is truncated there and the frame counted.
 
 use std::collections::VecDeque;
@@ -35,6 +35,8 @@ pub struct SpoolPos {
 pub struct SpooledRecord {
     /// Partition key.
     pub key: String,
+    /// Lines and internal events inside the record.
+    pub entries: u32,
     /// Data blob.
     pub data: Vec<u8>,
     /// Position just past this frame.
@@ -170,21 +172,22 @@ impl Spool {
 
     /// True when `payload_bytes` more fit under the byte cap.
     pub fn has_room(&self, payload_bytes: usize) -> bool {
-        self.bytes() + (payload_bytes + FRAME_HEADER + 2) as u64 <= self.max_bytes
+        self.bytes() + (payload_bytes + FRAME_HEADER + 6) as u64 <= self.max_bytes
     }
 
     /// Appends records and syncs them to disk.
     pub fn append<'a>(
         &mut self,
-        records: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        records: impl IntoIterator<Item = (&'a str, u32, &'a [u8])>,
     ) -> Result<(), SpoolError> {
         let mut buffer = Vec::new();
         let mut count = 0;
-        for (key, data) in records {
+        for (key, entries, data) in records {
             let key = &key.as_bytes()[..key.len().min(usize::from(u16::MAX))];
-            let mut payload = Vec::with_capacity(2 + key.len() + data.len());
+            let mut payload = Vec::with_capacity(6 + key.len() + data.len());
             payload.extend_from_slice(&u16::try_from(key.len()).unwrap_or(u16::MAX).to_be_bytes());
             payload.extend_from_slice(key);
+            payload.extend_from_slice(&entries.to_be_bytes());
             payload.extend_from_slice(data);
             buffer.extend_from_slice(&MAGIC);
             buffer.extend_from_slice(
@@ -285,7 +288,8 @@ impl Spool {
                 .map_err(io(&path))?;
             let mut reader = std::io::BufReader::new(file);
             while out.len() < max_records && self.read.offset < size {
-                let Some((key, data, len)) = read_frame(&mut reader).map_err(io(&path))? else {
+                let Some((key, entries, data, len)) = read_frame(&mut reader).map_err(io(&path))?
+                else {
                     // Frames were checked at open and appends are synced; treat the rest of a
                     // segment that no longer reads as damaged.
                     self.torn_frames += 1;
@@ -299,6 +303,7 @@ impl Spool {
                 self.read.offset += len;
                 out.push(SpooledRecord {
                     key,
+                    entries,
                     data,
                     next: self.read,
                 });
@@ -372,15 +377,18 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
         .map_err(io(dir))
 }
 
-/// Reads one frame; `None` at a damaged or cut frame. Returns key, data and frame length.
-fn read_frame(reader: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>, u64)>> {
+/// A frame's key, entry count, data and length on disk.
+type Frame = (String, u32, Vec<u8>, u64);
+
+/// Reads one frame; `None` at a damaged or cut frame.
+fn read_frame(reader: &mut impl Read) -> std::io::Result<Option<Frame>> {
     let mut header = [0u8; FRAME_HEADER];
     if !read_full(reader, &mut header)? || header[..2] != MAGIC {
         return Ok(None);
     }
     let len = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
     let crc = u32::from_be_bytes([header[6], header[7], header[8], header[9]]);
-    if !(2..=rules_core::kinesis::MAX_RECORD_BYTES + 2).contains(&len) {
+    if !(6..=rules_core::kinesis::MAX_RECORD_BYTES + 6).contains(&len) {
         return Ok(None);
     }
     let mut payload = vec![0u8; len];
@@ -388,12 +396,14 @@ fn read_frame(reader: &mut impl Read) -> std::io::Result<Option<(String, Vec<u8>
         return Ok(None);
     }
     let key_len = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
-    if 2 + key_len > len {
+    if 6 + key_len > len {
         return Ok(None);
     }
     let key = String::from_utf8_lossy(&payload[2..2 + key_len]).into_owned();
-    let data = payload[2 + key_len..].to_vec();
-    Ok(Some((key, data, (FRAME_HEADER + len) as u64)))
+    let count = &payload[2 + key_len..6 + key_len];
+    let entries = u32::from_be_bytes([count[0], count[1], count[2], count[3]]);
+    let data = payload[6 + key_len..].to_vec();
+    Ok(Some((key, entries, data, (FRAME_HEADER + len) as u64)))
 }
 
 /// Fills `buffer`; false when the input ends first.
@@ -424,7 +434,7 @@ fn scan(path: &Path, start: u64) -> Result<(u64, u64, bool), SpoolError> {
     let mut count = 0;
     while at < size {
         match read_frame(&mut reader).map_err(io(path))? {
-            Some((_, _, len)) => {
+            Some((_, _, _, len)) => {
                 at += len;
                 count += 1;
             }
@@ -453,9 +463,9 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert!(spool.is_empty());
         spool
-            .append([("k1", &b"one"[..]), ("k2", &b"two"[..])])
+            .append([("k1", 1, &b"one"[..]), ("k2", 1, &b"two"[..])])
             .unwrap();
-        spool.append([("k1", &b"three"[..])]).unwrap();
+        spool.append([("k1", 1, &b"three"[..])]).unwrap();
         assert_eq!(spool.records(), 3);
         drop(spool);
 
@@ -481,7 +491,7 @@ mod tests {
     fn spool_cuts_a_torn_last_frame_and_counts_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        spool.append([("k", &b"whole"[..])]).unwrap();
+        spool.append([("k", 1, &b"whole"[..])]).unwrap();
         drop(spool);
         let segment = std::fs::read_dir(dir.path())
             .unwrap()
@@ -499,7 +509,7 @@ mod tests {
         assert_eq!(spool.records(), 1);
         assert_eq!(std::fs::metadata(&segment).unwrap().len(), good);
         assert_eq!(records(&mut spool), vec![("k".into(), b"whole".to_vec())]);
-        spool.append([("k", &b"after"[..])]).unwrap();
+        spool.append([("k", 1, &b"after"[..])]).unwrap();
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.torn_frames, 0);
@@ -517,7 +527,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         spool
-            .append([("k", &b"first"[..]), ("k", &b"second"[..])])
+            .append([("k", 1, &b"first"[..]), ("k", 1, &b"second"[..])])
             .unwrap();
         drop(spool);
         let segment = dir.path().join(format!("{:020}.seg", 1));
@@ -535,14 +545,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 100).unwrap();
         assert!(spool.has_room(50));
-        spool.append([("k", &[7u8; 50][..])]).unwrap();
+        spool.append([("k", 1, &[7u8; 50][..])]).unwrap();
         assert!(!spool.has_room(50));
         let read = spool.read(10, usize::MAX).unwrap();
         spool.commit(read[0].next, 1).unwrap();
         assert!(spool.is_empty());
         assert_eq!(spool.bytes(), 0);
         assert!(spool.has_room(50));
-        spool.append([("k", &b"again"[..])]).unwrap();
+        spool.append([("k", 1, &b"again"[..])]).unwrap();
         drop(spool);
         let mut spool = Spool::open(dir.path(), 100).unwrap();
         assert_eq!(records(&mut spool), vec![("k".into(), b"again".to_vec())]);
@@ -554,9 +564,9 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         spool
             .append([
-                ("a", &[1u8; 40][..]),
-                ("b", &[2u8; 40][..]),
-                ("c", &[3u8; 40][..]),
+                ("a", 1, &[1u8; 40][..]),
+                ("b", 1, &[2u8; 40][..]),
+                ("c", 1, &[3u8; 40][..]),
             ])
             .unwrap();
         assert_eq!(spool.read(10, 10).unwrap().len(), 1);
