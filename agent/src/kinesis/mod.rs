@@ -76,7 +76,7 @@ impl Default for KinesisSettings {
 }
 
 /// Source of the partition key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PartitionKey {
     /// A keyword: `hostIdentifier` (the line's host, default) or `random` (a new key for
@@ -87,6 +87,34 @@ pub enum PartitionKey {
         /// Name of the field.
         field: String,
     },
+}
+
+impl<'de> Deserialize<'de> for PartitionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let expected = r#"expected "hostIdentifier", "random" or {"field": NAME}"#;
+        match &value {
+            serde_json::Value::String(name) => match name.as_str() {
+                "hostIdentifier" => Ok(PartitionKey::Named(NamedKey::HostIdentifier)),
+                "random" => Ok(PartitionKey::Named(NamedKey::Random)),
+                other => Err(D::Error::custom(format!(
+                    "unknown partition key {other:?}: {expected}"
+                ))),
+            },
+            serde_json::Value::Object(map) if map.len() == 1 => match map.get("field") {
+                Some(serde_json::Value::String(field)) => Ok(PartitionKey::Field {
+                    field: field.clone(),
+                }),
+                _ => Err(D::Error::custom(format!(
+                    "invalid partition key {value}: {expected}"
+                ))),
+            },
+            _ => Err(D::Error::custom(format!(
+                "invalid partition key {value}: {expected}"
+            ))),
+        }
+    }
 }
 
 impl Default for PartitionKey {
@@ -185,8 +213,12 @@ impl KinesisSettings {
         {
             problem("partition_key.field", "the field name is empty".into());
         }
+        let usable = |endpoint: &str| {
+            url::Url::parse(endpoint)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        };
         if let Some(endpoint) = &self.endpoint
-            && url::Url::parse(endpoint).is_err()
+            && !usable(endpoint)
         {
             problem(
                 "endpoint",
