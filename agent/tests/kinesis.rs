@@ -71,6 +71,15 @@ fn generated(count: usize) -> Vec<String> {
         .collect()
 }
 
+/// Generated lines of about 1 KiB each.
+fn padded(count: usize) -> Vec<String> {
+    let name = format!("\"{}\"", "w".repeat(800));
+    generated(count)
+        .into_iter()
+        .map(|text| text.replace("\"worker\"", &name))
+        .collect()
+}
+
 /// What the stream holds, decoded: (partition key, entry kind, bytes), in stream order per
 /// shard.
 fn decoded(records: &[kinesis::StreamRecord]) -> Vec<(String, EntryKind, Vec<u8>)> {
@@ -298,7 +307,7 @@ fn kinesis_compat_forwards_every_line_byte_identical() {
 fn survives(
     format: &str,
     extra: serde_json::Value,
-    lines: usize,
+    written: Vec<String>,
     during: impl FnOnce(&FaultProxy, &Agent, &[String]),
 ) -> (serde_json::Value, FaultProxy) {
     let rt = runtime();
@@ -313,7 +322,6 @@ fn survives(
     let mut agent = agent_for(&proxy.endpoint(), settings);
     agent.start_with_env(&aws_env());
     agent.wait_started();
-    let written = generated(lines);
     during(&proxy, &agent, &written);
     wait(&agent, 120, "every line acknowledged", |agent| {
         acked_offset(agent) == log_size(agent)
@@ -337,7 +345,7 @@ fn kinesis_partial_failures_retry_only_failed_entries() {
         let (report, proxy) = survives(
             format,
             serde_json::json!({"packed_record_bytes": 4096, "zstd_level": 1}),
-            1500,
+            generated(1500),
             |proxy, agent, written| {
                 proxy.set_mode(Mode::PartialFailure {
                     fraction: 0.3,
@@ -370,7 +378,7 @@ fn kinesis_throttling_errors_and_timeouts_are_retried_without_loss() {
     let (report, _) = survives(
         "packed",
         serde_json::json!({"request_timeout_ms": 500}),
-        600,
+        generated(600),
         |proxy, agent, written| {
             proxy.script([
                 (Mode::Throttle, 4),
@@ -433,7 +441,7 @@ fn kinesis_unreachable_stream_spools_and_drains_in_order() {
     let (report, _) = survives(
         "packed",
         serde_json::json!({"spool_after_ms": 300, "packed_record_bytes": 2048}),
-        900,
+        generated(900),
         |proxy, agent, written| {
             proxy.set_mode(Mode::Refuse);
             for chunk in written.chunks(100) {
@@ -573,4 +581,34 @@ fn kinesis_kill_during_spooling_loses_no_line() {
         "kill during spooling: {} lines, {duplicates} duplicates",
         written.len()
     );
+}
+
+#[test]
+#[ignore = "needs kinesalite: scripts/test runs it"]
+fn kinesis_full_spool_pauses_reading_until_kinesis_returns() {
+    let (report, _) = survives(
+        "compat",
+        serde_json::json!({
+            "spool_after_ms": 100,
+            "spool_max_bytes": 200_000,
+            "max_buffer_bytes": 5 * 1024 * 1024,
+        }),
+        padded(7000),
+        |proxy, agent, written| {
+            proxy.set_mode(Mode::Refuse);
+            append_lines(agent, written);
+            wait(agent, 60, "reading to pause", |agent| {
+                status(agent)["kinesis"]["paused"] == true
+            });
+            let report = status(agent);
+            assert!(
+                acked_offset(agent) < log_size(agent),
+                "unsent lines stay unacknowledged"
+            );
+            assert!(report["kinesis"]["spool_bytes"].as_u64().unwrap() <= 200_000);
+            assert!(agent.log().contains("The spool is full; reading pauses"));
+            proxy.resume();
+        },
+    );
+    assert_eq!(report["kinesis"]["paused"], false);
 }

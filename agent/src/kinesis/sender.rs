@@ -41,6 +41,9 @@ pub type AckFn = Box<dyn Fn(Vec<Position>) + Send>;
 /// Shared view of the forwarder for the status report.
 pub type StatusHandle = Arc<Mutex<KinesisStatus>>;
 
+/// Bytes a spool frame adds to a record's key and data, with margin.
+const SPOOL_FRAME_EXTRA: usize = 16;
+
 /// Error codes that an administrator must fix; retrying soon does not help.
 const CONFIG_ERRORS: &[&str] = &[
     "ResourceNotFoundException",
@@ -218,7 +221,7 @@ impl Sender {
                 inflight = self.start_call();
             }
 
-            let paused = self.memory_bytes >= self.buffer_limit() && !self.spool.has_room(0);
+            let paused = self.paused();
             let wake = self.next_wake(now, inflight.is_some());
             tokio::select! {
                 batch = batches.recv(), if !closed && !paused => match batch {
@@ -233,6 +236,16 @@ impl Sender {
             }
         }
         self.publish_status();
+    }
+
+    /// True when memory is full and the spool cannot take the oldest record in memory, so
+    /// no new batch is accepted and the tailer stops reading.
+    fn paused(&self) -> bool {
+        self.memory_bytes >= self.buffer_limit()
+            && self
+                .memory
+                .front()
+                .is_some_and(|record| !self.spool.has_room(record.size() + SPOOL_FRAME_EXTRA))
     }
 
     fn buffer_limit(&self) -> usize {
@@ -324,10 +337,10 @@ impl Sender {
         let mut moved = Vec::new();
         let mut payload = 0;
         for record in &self.memory {
-            if !self.spool.has_room(payload + record.size() + 16) {
+            if !self.spool.has_room(payload + record.size() + SPOOL_FRAME_EXTRA) {
                 break;
             }
-            payload += record.size() + 16;
+            payload += record.size() + SPOOL_FRAME_EXTRA;
             moved.push(record);
         }
         if moved.is_empty() {
@@ -590,7 +603,7 @@ impl Sender {
     }
 
     fn publish_status(&self) {
-        let paused = self.memory_bytes >= self.buffer_limit() && !self.spool.has_room(0);
+        let paused = self.paused();
         let counters = self.packer.counters;
         let mut status = self
             .status
