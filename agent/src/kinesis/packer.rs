@@ -319,34 +319,20 @@ impl Packer {
         out: &mut Vec<KRecord>,
     ) {
         self.counters.dead_lettered += 1;
-        let name = match row {
-            Some(row) => format!(
-                "{}-{}-row{row}.json",
-                record.file_id.replace(':', "-"),
-                record.offset
-            ),
-            None => format!(
-                "{}-{}.json",
-                record.file_id.replace(':', "-"),
-                record.offset
-            ),
+        let stem = format!("{}-{}", record.file_id.replace(':', "-"), record.offset);
+        let (name, what) = match row {
+            Some(row) => (format!("{stem}-row{row}.json"), "row"),
+            None => (format!("{stem}.json"), "line"),
         };
         let path = self.dead_letter_dir.join(name);
-        let written = write_dead_letter(&self.dead_letter_dir, &path, data);
-        let message = match &written {
-            Ok(()) => format!(
-                "A {}-byte {} does not fit a Kinesis record ({why}); it was written to {}.",
-                data.len(),
-                if row.is_some() { "row" } else { "line" },
-                path.display()
-            ),
-            Err(error) => format!(
-                "A {}-byte {} does not fit a Kinesis record ({why}), and writing it to {} failed: {error}.",
-                data.len(),
-                if row.is_some() { "row" } else { "line" },
-                path.display()
-            ),
+        let outcome = match write_dead_letter(&self.dead_letter_dir, &path, data) {
+            Ok(()) => format!("it was written to {}", path.display()),
+            Err(error) => format!("writing it to {} failed: {error}", path.display()),
         };
+        let message = format!(
+            "A {}-byte {what} does not fit a Kinesis record ({why}); {outcome}.",
+            data.len()
+        );
         tracing::warn!(file = %record.path.display(), offset = record.offset, reason = "record_too_large", "{message}");
         let event = serde_json::json!({
             "edgealert": {"version": env!("CARGO_PKG_VERSION")},
