@@ -120,6 +120,7 @@ pub struct Sender {
     retry_at: Option<Instant>,
     failing_since: Option<Instant>,
     last_logged_error: Option<String>,
+    spool_failing: bool,
 }
 
 impl Sender {
@@ -174,6 +175,7 @@ impl Sender {
             retry_at: None,
             failing_since: None,
             last_logged_error: None,
+            spool_failing: false,
             settings,
         })
     }
@@ -238,14 +240,15 @@ impl Sender {
         self.publish_status();
     }
 
-    /// True when memory is full and the spool cannot take the oldest record in memory, so
-    /// no new batch is accepted and the tailer stops reading.
+    /// True when memory is full and the spool cannot take the oldest record in memory,
+    /// because it is at its byte cap or its last write failed (a full disk, say). No new
+    /// batch is accepted then, and the tailer stops reading.
     fn paused(&self) -> bool {
         self.memory_bytes >= self.buffer_limit()
-            && self
-                .memory
-                .front()
-                .is_some_and(|record| !self.spool.has_room(record.size() + SPOOL_FRAME_EXTRA))
+            && (self.spool_failing
+                || self.memory.front().is_some_and(|record| {
+                    !self.spool.has_room(record.size() + SPOOL_FRAME_EXTRA)
+                }))
     }
 
     fn buffer_limit(&self) -> usize {
@@ -337,7 +340,10 @@ impl Sender {
         let mut moved = Vec::new();
         let mut payload = 0;
         for record in &self.memory {
-            if !self.spool.has_room(payload + record.size() + SPOOL_FRAME_EXTRA) {
+            if !self
+                .spool
+                .has_room(payload + record.size() + SPOOL_FRAME_EXTRA)
+            {
                 break;
             }
             payload += record.size() + SPOOL_FRAME_EXTRA;
@@ -354,6 +360,7 @@ impl Sender {
         );
         match result {
             Ok(()) => {
+                self.spool_failing = false;
                 tracing::info!(
                     records = count,
                     spool_records = self.spool.records(),
@@ -368,6 +375,7 @@ impl Sender {
                 }
             }
             Err(error) => {
+                self.spool_failing = true;
                 self.note_error(format!("spool write failed: {error}"), false);
             }
         }
