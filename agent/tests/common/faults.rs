@@ -498,6 +498,39 @@ impl Report {
         self.alerts_with_known_defect(expected, delivered, None);
     }
 
+    /// Records the alerts: every expected id delivered, and at most `max_resent` extra
+    /// deliveries in all. A kill can cut the agent off between Slack receiving a message and
+    /// the agent reading the answer; the restarted agent then sends that message again,
+    /// because Slack webhooks take no idempotency key.
+    pub fn alerts_resent_at_most(
+        &mut self,
+        expected: &[u64],
+        delivered: &BTreeMap<u64, u32>,
+        max_resent: u64,
+    ) {
+        self.alerts_expected = expected.len() as u64;
+        self.alerts_delivered = delivered.values().map(|count| u64::from(*count)).sum();
+        let missing: Vec<&u64> = expected
+            .iter()
+            .filter(|id| !delivered.contains_key(id))
+            .collect();
+        self.check(
+            missing.is_empty(),
+            format!("{} alerts not delivered: {missing:?}", missing.len()),
+        );
+        let resent: u64 = delivered
+            .values()
+            .map(|count| u64::from(count.saturating_sub(1)))
+            .sum();
+        self.check(
+            resent <= max_resent,
+            format!("{resent} alerts sent again, more than the {max_resent} kills explain"),
+        );
+        self.note(format!(
+            "{resent} alerts sent again after a kill cut off Slack's answer"
+        ));
+    }
+
     pub fn alerts_with_known_defect(
         &mut self,
         expected: &[u64],
