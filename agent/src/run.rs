@@ -31,15 +31,7 @@ use crate::settings::{self, AgentSettings};
 use crate::slack::outbox::Message;
 use crate::status::{self, StatusFile};
 
-/// Arguments of `edgealert run`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub conf: crate::ConfArgs,
-    /// State directory for checkpoints, status and local outputs (overrides agent.json).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-}
+pub use crate::cli::RunArgs as Args;
 
 /// Messages to the tail thread.
 enum TailMessage {
