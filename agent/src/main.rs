@@ -8,6 +8,7 @@ mod notify;
 mod pipeline;
 mod reload;
 mod run;
+mod sd_notify;
 mod settings;
 mod slack;
 mod status;
