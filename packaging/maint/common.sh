@@ -69,7 +69,7 @@ forget_unit() {
 
 daemon_reload() {
     if systemd_running; then
-        systemctl daemon-reload
+        systemctl daemon-reload || echo "edgealert: systemctl daemon-reload failed" >&2
     fi
 }
 
