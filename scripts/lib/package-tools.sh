@@ -14,11 +14,12 @@ CARGO_GENERATE_RPM_VERSION=0.21.1
 CARGO_ZIGBUILD_VERSION=0.24.1
 ZIGLANG_VERSION=0.17.1
 
-# Installs NAME at VERSION into .tools/bin unless that version is there.
+# Installs NAME at VERSION into .tools/bin unless that version is there. Both tools build in
+# .tools/build, so the dependencies they share compile once.
 install_cargo_tool() {
     local name="$1" version="$2"
     if ! .tools/bin/"$name" --version 2>/dev/null | grep -qx "$name $version"; then
-        cargo install --quiet --locked --root .tools "$name@$version" >&2
+        CARGO_TARGET_DIR=.tools/build cargo install --quiet --locked --root .tools "$name@$version" >&2
     fi
 }
 
