@@ -85,14 +85,15 @@ start_unit() {
     systemctl start "$unit" || warn_not_started
 }
 
-# Restarts the service if it is enabled (Debian's convention on upgrade).
+# Restarts the service if it is enabled. The .deb postinst uses it on upgrade, so a reinstall
+# after a remove starts the service again.
 restart_unit() {
     systemd_running || return 0
     systemctl --quiet is-enabled "$unit" 2>/dev/null || return 0
     systemctl restart "$unit" || warn_not_started
 }
 
-# Restarts the service only if it is running (the RPM convention on upgrade).
+# Restarts the service only if it is running. The .rpm %postun uses it on upgrade.
 try_restart_unit() {
     systemd_running || return 0
     systemctl try-restart "$unit" || warn_not_started

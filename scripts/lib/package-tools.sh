@@ -15,7 +15,8 @@ CARGO_ZIGBUILD_VERSION=0.24.1
 ZIGLANG_VERSION=0.17.1
 
 # Installs NAME at VERSION into .tools/bin unless that version is there. Both tools build in
-# .tools/build, so the dependencies they share compile once.
+# .tools/build, so the dependencies they share compile once; install_package_tools deletes it
+# afterwards.
 install_cargo_tool() {
     local name="$1" version="$2"
     if ! .tools/bin/"$name" --version 2>/dev/null | grep -qx "$name $version"; then
@@ -36,6 +37,7 @@ install_zig_tools() {
 install_package_tools() {
     install_cargo_tool cargo-deb "$CARGO_DEB_VERSION"
     install_cargo_tool cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
+    rm -rf .tools/build
     install_zig_tools
     # cargo-zigbuild runs `python3 -m ziglang` when no `zig` is on PATH, so the venv's python3
     # must come first.
