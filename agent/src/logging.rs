@@ -4,17 +4,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Log format chosen on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Text with colours on a terminal; without timestamps and colours under systemd
-    /// (`$JOURNAL_STREAM` set), because journald adds its own.
-    Auto,
-    /// Text.
-    Text,
-    /// One JSON object per event.
-    Json,
-}
+pub use crate::cli::LogFormat;
 
 /// Installs the global subscriber, filtered by `$RUST_LOG` (default `info`). Logs go to
 /// standard error.

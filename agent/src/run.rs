@@ -33,15 +33,7 @@ use crate::settings::{self, AgentSettings};
 use crate::slack::outbox::Message;
 use crate::status::{self, StatusFile};
 
-/// Arguments of `edgealert run`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub conf: crate::ConfArgs,
-    /// State directory for checkpoints, status and local outputs (overrides agent.json).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-}
+pub use crate::cli::RunArgs as Args;
 
 /// Messages to the tail thread.
 enum TailMessage {
@@ -180,7 +172,14 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         Arc::clone(&shared),
     ));
 
+    if let Err(error) = crate::sd_notify::ready() {
+        tracing::warn!(error = %error, "Telling systemd that the agent is ready failed.");
+    }
+    let watchdog_task = crate::sd_notify::watchdog_interval()
+        .map(|interval| tokio::spawn(keep_watchdog_alive(interval)));
+
     shutdown_signals.wait().await;
+    let _ = crate::sd_notify::stopping();
     tracing::info!("Shutdown requested; flushing sinks and writing the final checkpoint.");
     shared.shutdown.store(true, Ordering::SeqCst);
     shared.shutdown_flag.store(true, Ordering::SeqCst);
@@ -197,6 +196,9 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     }
     reload_task.abort();
     digest_task.abort();
+    if let Some(task) = watchdog_task {
+        task.abort();
+    }
     status_task.abort();
     status::write_now(&state_dir, &shared);
     match joined {
@@ -691,6 +693,19 @@ impl Shared {
     pub(crate) fn update_status(&self, update: impl FnOnce(&mut StatusFile)) {
         if let Ok(mut status) = self.status.lock() {
             update(&mut status);
+        }
+    }
+}
+
+/// Sends systemd's watchdog keep-alive every `interval` from the async runtime, so systemd
+/// restarts an agent whose runtime hangs. It does not watch the tail thread, which may wait
+/// for a long time on purpose while the spool is full.
+async fn keep_watchdog_alive(interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        if let Err(error) = crate::sd_notify::watchdog() {
+            tracing::warn!(error = %error, "Sending the systemd watchdog keep-alive failed.");
         }
     }
 }

@@ -186,18 +186,7 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-/// Arguments of `edgealert status`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    conf: crate::ConfArgs,
-    /// State directory of the agent (default: as `run` resolves it).
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// Print the raw status JSON.
-    #[arg(long)]
-    json: bool,
-}
+pub use crate::cli::StatusArgs as Args;
 
 /// Prints the running agent's status; exit 1 when no agent is running.
 pub fn run(args: &Args) -> Result<ExitCode> {

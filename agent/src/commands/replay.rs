@@ -13,28 +13,8 @@ use anyhow::{Context, Result};
 use rules_core::Source;
 use tailer::{StartAt, Tailer, TailerConfig};
 
-use crate::ConfArgs;
+pub use crate::cli::ReplayArgs as Args;
 use crate::pipeline::{self, Counters, Pipeline};
-
-/// Arguments of `edgealert replay`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    conf: ConfArgs,
-    /// Evaluate only; replay never forwards records (required, so that nobody expects it
-    /// to fill the stream; `edgealert run` forwards, with checkpoints).
-    #[arg(long)]
-    no_forward: bool,
-    /// Source the log lines come from, as service:resource from sources.json.
-    #[arg(long, value_name = "SERVICE:RESOURCE", default_value = "file:osquery")]
-    source: String,
-    /// Maximum line length in bytes; longer lines are skipped and counted.
-    #[arg(long, value_name = "BYTES", default_value_t = TailerConfig::DEFAULT_MAX_LINE_BYTES)]
-    max_line_bytes: usize,
-    /// osquery log files to replay.
-    #[arg(value_name = "LOG", required = true)]
-    logs: Vec<PathBuf>,
-}
 
 /// Replays the files; exit status 0 even when lines fail to classify, because they are
 /// counted in the summary.

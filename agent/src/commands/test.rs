@@ -7,20 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use rules_core::testing::{self, TestCase};
 
-use crate::ConfArgs;
-
-/// Arguments of `edgealert test`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    conf: ConfArgs,
-    /// Test only these rules (default: all).
-    #[arg(value_name = "RULE")]
-    rules: Vec<String>,
-    /// Directory of test event files (default: DIR/rules/tests).
-    #[arg(long, value_name = "DIR")]
-    tests: Option<std::path::PathBuf>,
-}
+pub use crate::cli::TestArgs as Args;
 
 /// Runs the tests; exit status 1 when any event or coverage check fails.
 pub fn run(args: &Args) -> Result<ExitCode> {

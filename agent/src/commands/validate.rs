@@ -1,29 +1,13 @@
 //! `edgealert validate`: checks a configuration directory and classifies real log lines.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use rules_core::{Config, Source, testing};
 
-use crate::ConfArgs;
-
-/// Arguments of `edgealert validate`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    conf: ConfArgs,
-    /// osquery log files whose lines are classified one by one.
-    #[arg(long = "log", value_name = "FILE", num_args = 1..)]
-    logs: Vec<PathBuf>,
-    /// Also load the Slack webhook secrets the rules need, as `edgealert run` does.
-    #[arg(long)]
-    secrets: bool,
-    /// Source the log lines come from, as service:resource from sources.json.
-    #[arg(long, value_name = "SERVICE:RESOURCE", default_value = "file:osquery")]
-    source: String,
-}
+pub use crate::cli::ValidateArgs as Args;
 
 /// Validates; exit status 1 when a log line does not classify.
 pub fn run(args: &Args) -> Result<ExitCode> {
