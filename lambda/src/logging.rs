@@ -9,8 +9,9 @@ pub const ENV_LOG: &str = "EDGEALERT_LOG";
 /// and above only, so that no request URL (which would contain the webhook secret) is
 /// logged by the HTTP client.
 pub fn init() {
-    let filter = EnvFilter::try_from_env(ENV_LOG)
-        .unwrap_or_else(|_| EnvFilter::new("warn,edgealert=info,edgealert_lambda=info"));
+    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| {
+        EnvFilter::new("warn,edgealert=info,edgealert_lambda=info,bootstrap=info")
+    });
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
