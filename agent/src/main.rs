@@ -2,6 +2,7 @@
 
 mod aws;
 mod commands;
+mod kinesis;
 mod logging;
 mod notify;
 mod pipeline;

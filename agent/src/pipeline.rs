@@ -16,10 +16,50 @@ const EXCERPT_BYTES: usize = 256;
 pub struct Processed {
     /// Alerts of every rule that matched.
     pub alerts: Vec<Alert>,
-    /// Bytes to forward, one record each: original lines and internal events.
-    pub records: Vec<Vec<u8>>,
+    /// Records to forward: original lines and internal events, in order.
+    pub records: Vec<OutRecord>,
     /// Positions to acknowledge once the sinks accepted the batch.
     pub acks: Vec<Position>,
+}
+
+/// A line or internal event to forward, with where it came from.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    /// The exact bytes: the line as read, or the internal event's JSON.
+    pub bytes: Vec<u8>,
+    /// True for an internal event the agent generated.
+    pub internal: bool,
+    /// Path the line was read from.
+    pub path: std::path::PathBuf,
+    /// Identity of the file on this host, `device:inode`.
+    pub file_id: String,
+    /// Byte offset of the line (or of the problem) in the file.
+    pub offset: u64,
+    /// Value of the partition key field, when the line has it as a scalar.
+    pub key: Option<String>,
+    /// True when the agent classified and evaluated the record with its rules.
+    pub evaluated: bool,
+}
+
+impl OutRecord {
+    fn new(position: &Position, bytes: Vec<u8>, internal: bool, evaluated: Evaluated) -> OutRecord {
+        OutRecord {
+            bytes,
+            internal,
+            path: position.path.clone(),
+            file_id: format!("{}:{}", position.file.dev, position.file.inode),
+            offset: position.start,
+            key: evaluated.key,
+            evaluated: evaluated.ok,
+        }
+    }
+}
+
+/// Outcome of evaluating one record, for its [`OutRecord`].
+#[derive(Debug, Default)]
+struct Evaluated {
+    ok: bool,
+    key: Option<String>,
 }
 
 /// Counters of the pipeline since start.
@@ -46,6 +86,7 @@ pub struct Pipeline {
     config: Arc<Config>,
     source: Source,
     host: String,
+    key_field: Option<String>,
     warnings: WarningLimiter,
     /// Counters since start.
     pub counters: Counters,
@@ -109,6 +150,7 @@ impl Pipeline {
             config,
             source,
             host,
+            key_field: Some("hostIdentifier".to_owned()),
             warnings: WarningLimiter::default(),
             counters: Counters::default(),
         }
@@ -117,6 +159,12 @@ impl Pipeline {
     /// Replaces the configuration; later batches use the new one.
     pub fn set_config(&mut self, config: Arc<Config>) {
         self.config = config;
+    }
+
+    /// Sets the top-level field whose value becomes each record's partition key; `None`
+    /// when keys do not come from the records.
+    pub fn set_key_field(&mut self, field: Option<String>) {
+        self.key_field = field;
     }
 
     /// Returns the active configuration.
@@ -156,8 +204,9 @@ impl Pipeline {
     fn line(&mut self, position: &Position, bytes: Vec<u8>, out: &mut Processed) {
         self.counters.lines += 1;
         let error = match self.evaluate_line(&bytes, out) {
-            Ok(()) => {
-                out.records.push(bytes);
+            Ok(evaluated) => {
+                out.records
+                    .push(OutRecord::new(position, bytes, false, evaluated));
                 return;
             }
             Err(error) => error,
@@ -186,7 +235,8 @@ impl Pipeline {
                     Some(excerpt),
                     out,
                 );
-                out.records.push(bytes);
+                out.records
+                    .push(OutRecord::new(position, bytes, false, Evaluated::default()));
             }
         }
     }
@@ -216,21 +266,30 @@ impl Pipeline {
 
     /// Evaluates and forwards a record recovered from a glued line.
     fn recovered(&mut self, position: &Position, bytes: Vec<u8>, out: &mut Processed) {
-        if let Err(error) = self.evaluate_line(&bytes, out) {
-            let excerpt = lossy_excerpt(&bytes);
-            self.internal(
-                error.reason(),
-                position,
-                error.to_string(),
-                Some(excerpt),
-                out,
-            );
-        }
-        out.records.push(bytes);
+        let evaluated = match self.evaluate_line(&bytes, out) {
+            Ok(evaluated) => evaluated,
+            Err(error) => {
+                let excerpt = lossy_excerpt(&bytes);
+                self.internal(
+                    error.reason(),
+                    position,
+                    error.to_string(),
+                    Some(excerpt),
+                    out,
+                );
+                Evaluated::default()
+            }
+        };
+        out.records
+            .push(OutRecord::new(position, bytes, false, evaluated));
     }
 
     /// Classifies one line and evaluates the rules on each of its rows.
-    fn evaluate_line(&mut self, bytes: &[u8], out: &mut Processed) -> Result<(), ClassifyError> {
+    fn evaluate_line(
+        &mut self,
+        bytes: &[u8],
+        out: &mut Processed,
+    ) -> Result<Evaluated, ClassifyError> {
         let config = Arc::clone(&self.config);
         let classified = config.classify(&self.source, bytes)?;
         self.counters.records += 1;
@@ -239,7 +298,19 @@ impl Pipeline {
             self.counters.rows += 1;
             out.alerts.extend(config.rules.evaluate(&event));
         }
-        Ok(())
+        Ok(Evaluated {
+            ok: true,
+            key: self.key_of(&classified.record.value),
+        })
+    }
+
+    fn key_of(&self, value: &serde_json::Value) -> Option<String> {
+        match value.get(self.key_field.as_deref()?)? {
+            serde_json::Value::String(text) => Some(text.clone()),
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            serde_json::Value::Bool(flag) => Some(flag.to_string()),
+            _ => None,
+        }
     }
 
     fn problem(&mut self, position: &Position, kind: &ProblemKind, out: &mut Processed) {
@@ -291,12 +362,18 @@ impl Pipeline {
             return;
         };
         let config = Arc::clone(&self.config);
+        let mut evaluated = Evaluated {
+            ok: false,
+            key: Some(self.host.clone()),
+        };
         if let Ok(classified) = config.classify(&self.source, &bytes) {
             for row in classified.events() {
                 out.alerts.extend(config.rules.evaluate(&row));
             }
+            evaluated.ok = true;
         }
-        out.records.push(bytes);
+        out.records
+            .push(OutRecord::new(position, bytes, true, evaluated));
     }
 }
 

@@ -25,6 +25,8 @@ use anyhow::{Context, Result};
 use rules_core::Config;
 use tailer::{Position, TailEvent, Tailer, TailerConfig};
 
+use crate::kinesis::packer::Packer;
+use crate::kinesis::sender::{ForwardBatch, Sender as Forwarder, StatusHandle};
 use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, Processed};
 use crate::settings::{self, AgentSettings};
@@ -56,9 +58,13 @@ pub(crate) struct Shared {
     config: RwLock<Arc<Config>>,
     config_generation: std::sync::atomic::AtomicU64,
     shutdown: AtomicBool,
+    /// The same flag as `shutdown`, shareable with the forwarder task.
+    shutdown_flag: Arc<AtomicBool>,
     status: Mutex<StatusFile>,
     /// Slack delivery, for the status report.
     pub(crate) notifier: Arc<Notifier>,
+    /// Kinesis forwarding, for the status report.
+    kinesis: Option<StatusHandle>,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -86,14 +92,18 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     let tailer =
         Tailer::open(tailer_config(&settings, &state_dir)).context("cannot start the tailer")?;
     let webhooks = crate::notify::load_webhooks(&config, &settings.slack).await?;
+    let notifies = !webhooks.is_empty();
     let notifier = Arc::new(Notifier::start(&state_dir, webhooks, &settings.slack)?);
     let sinks = Sinks::open(&settings, &state_dir, Arc::clone(&notifier))?;
+    let kinesis_status = settings.kinesis.as_ref().map(|_| StatusHandle::default());
     let shared = Arc::new(Shared {
+        kinesis: kinesis_status.clone(),
         notifier: Arc::clone(&notifier),
         settings: settings.clone(),
         config: RwLock::new(Arc::clone(&config)),
         config_generation: Default::default(),
         shutdown: AtomicBool::new(false),
+        shutdown_flag: Arc::new(AtomicBool::new(false)),
         status: Mutex::new(StatusFile {
             followed: settings.files.clone(),
             ..StatusFile::new(&config, &sinks.describe())
@@ -115,14 +125,44 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     })
     .context("cannot watch the log directories")?;
 
-    let pipeline = Pipeline::new(config, settings.source(), host);
+    let mut pipeline = Pipeline::new(config, settings.source(), host.clone());
+    let (forward_tx, forwarder_task) = match (&settings.kinesis, kinesis_status) {
+        (Some(kinesis), Some(status)) => {
+            pipeline.set_key_field(kinesis.partition_key.field());
+            let dead_letters = kinesis
+                .dead_letter_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("dead-letter"));
+            let packer = Packer::new(kinesis, &host, notifies, dead_letters);
+            let ack_tx = tail_tx.clone();
+            let forwarder = Forwarder::new(
+                kinesis.clone(),
+                packer,
+                state_dir.join("spool"),
+                Box::new(move |positions| {
+                    let _ = ack_tx.send(TailMessage::Ack(positions));
+                }),
+                status,
+                Arc::clone(&shared.shutdown_flag),
+            )
+            .await
+            .context("cannot start Kinesis forwarding")?;
+            let (tx, rx) = tokio::sync::mpsc::channel::<ForwardBatch>(4);
+            tracing::info!(stream = %kinesis.stream, format = ?kinesis.format, "Forwarding records to Kinesis.");
+            (Some(tx), Some(tokio::spawn(forwarder.run(rx))))
+        }
+        _ => (None, None),
+    };
     let tail_thread = spawn_tail_thread(tailer, &settings, Arc::clone(&shared), tail_rx, batch_tx)?;
     let pipeline_thread = spawn_pipeline_thread(
         pipeline,
         sinks,
         Arc::clone(&shared),
         batch_rx,
-        tail_tx.clone(),
+        Delivery {
+            acks: tail_tx.clone(),
+            forward: forward_tx,
+        },
     )?;
 
     let status_task = tokio::spawn(status::write_periodically(
@@ -138,11 +178,17 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     shutdown_signals.wait().await;
     tracing::info!("Shutdown requested; flushing sinks and writing the final checkpoint.");
     shared.shutdown.store(true, Ordering::SeqCst);
+    shared.shutdown_flag.store(true, Ordering::SeqCst);
     let _ = tail_tx.send(TailMessage::Wake);
     drop(tail_tx);
 
     let joined =
         tokio::task::spawn_blocking(move || (tail_thread.join(), pipeline_thread.join())).await?;
+    if let Some(task) = forwarder_task
+        && task.await.is_err()
+    {
+        tracing::error!("The Kinesis forwarder stopped abnormally.");
+    }
     reload_task.abort();
     digest_task.abort();
     status_task.abort();
@@ -358,7 +404,7 @@ fn spawn_pipeline_thread(
     mut sinks: Sinks,
     shared: Arc<Shared>,
     batches: Receiver<Vec<TailEvent>>,
-    acks: Sender<TailMessage>,
+    delivery: Delivery,
 ) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("pipeline".into())
@@ -377,7 +423,7 @@ fn spawn_pipeline_thread(
                     sinks
                         .notifier
                         .prepare(pipeline.config(), &processed.alerts, unix_now());
-                deliver(&mut sinks, processed, &messages, &acks, &shared);
+                deliver(&mut sinks, processed, &messages, &delivery, &shared);
                 if let Ok(mut status) = shared.status.lock() {
                     status.counters = pipeline.counters.clone();
                     status.config_digest = pipeline.config().digest.clone();
@@ -387,12 +433,21 @@ fn spawn_pipeline_thread(
         .context("cannot start the pipeline thread")
 }
 
-/// Writes a batch to the sinks, retrying until it succeeds, then acknowledges it.
+/// Where a processed batch goes after the local sinks.
+struct Delivery {
+    /// Acknowledgements to the tail thread.
+    acks: Sender<TailMessage>,
+    /// The Kinesis forwarder, which acknowledges once the records are accepted or spooled.
+    forward: Option<tokio::sync::mpsc::Sender<ForwardBatch>>,
+}
+
+/// Writes a batch to the sinks, retrying until it succeeds, then hands it to the forwarder
+/// or acknowledges it.
 fn deliver(
     sinks: &mut Sinks,
     processed: Processed,
     messages: &[Message],
-    acks: &Sender<TailMessage>,
+    delivery: &Delivery,
     shared: &Shared,
 ) {
     // The outbox commit and the local sinks retry separately, so a failing sink does not
@@ -403,7 +458,20 @@ fn deliver(
     if !retry(shared, || sinks.write(&processed)) {
         return;
     }
-    let _ = acks.send(TailMessage::Ack(processed.acks));
+    match &delivery.forward {
+        Some(forward) => {
+            let batch = ForwardBatch {
+                records: processed.records,
+                acks: processed.acks,
+            };
+            if forward.blocking_send(batch).is_err() {
+                tracing::error!("The Kinesis forwarder is gone; the batch stays unacknowledged.");
+            }
+        }
+        None => {
+            let _ = delivery.acks.send(TailMessage::Ack(processed.acks));
+        }
+    }
 }
 
 /// Runs `write` until it succeeds, backing off up to 5 s; returns false when shutdown
@@ -480,7 +548,7 @@ impl Sinks {
         if let (Some((path, file)), false) = (&mut self.records, processed.records.is_empty()) {
             let mut buffer = Vec::new();
             for record in &processed.records {
-                buffer.extend_from_slice(record);
+                buffer.extend_from_slice(&record.bytes);
                 buffer.push(b'\n');
             }
             file.write_all(&buffer)
@@ -597,9 +665,20 @@ impl Shared {
         }
     }
 
+    /// Returns the forwarder's state for the status file.
+    pub(crate) fn kinesis_report(&self) -> Option<crate::kinesis::KinesisStatus> {
+        let handle = self.kinesis.as_ref()?;
+        let status = handle.lock().unwrap_or_else(|poison| poison.into_inner());
+        Some(status.clone())
+    }
+
     /// Returns a copy of the status for the status file.
     pub(crate) fn status_snapshot(&self) -> Option<StatusFile> {
-        self.status.lock().ok().map(|status| status.clone())
+        let kinesis = self.kinesis_report();
+        self.status.lock().ok().map(|status| StatusFile {
+            kinesis,
+            ..status.clone()
+        })
     }
 
     /// Runs `update` on the status.

@@ -39,6 +39,8 @@ pub struct AgentSettings {
     pub file_outputs: std::collections::BTreeMap<String, PathBuf>,
     /// Slack delivery: webhook secrets, rate limit and retries.
     pub slack: crate::slack::SlackSettings,
+    /// Forwarding of every record to a Kinesis Data Stream; absent means no forwarding.
+    pub kinesis: Option<crate::kinesis::KinesisSettings>,
 }
 
 /// Start position in a file without a checkpoint.
@@ -81,6 +83,7 @@ impl Default for AgentSettings {
             records_file: None,
             file_outputs: std::collections::BTreeMap::new(),
             slack: crate::slack::SlackSettings::default(),
+            kinesis: None,
         }
     }
 }
@@ -131,6 +134,11 @@ impl AgentSettings {
                     &format!("files[{index}]"),
                     format!("path {} must be absolute", file.display()),
                 );
+            }
+        }
+        if let Some(kinesis) = &self.kinesis {
+            for (key, message) in kinesis.problems() {
+                error(&format!("kinesis.{key}"), message);
             }
         }
         for (descriptor, path) in &self.file_outputs {
@@ -318,6 +326,64 @@ mod tests {
         assert_eq!(
             errors.0[0].message,
             "source kinesis:other is not declared in sources.json; declare it there or pick a declared source"
+        );
+    }
+
+    #[test]
+    fn load_reports_every_unusable_kinesis_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            r#"{"kinesis": {"stream": " ", "packed_record_bytes": 2000000, "zstd_level": 0,
+                "max_buffer_bytes": 1024, "request_timeout_ms": 0,
+                "partition_key": {"field": ""}, "endpoint": "localhost:4567"}}"#,
+        )
+        .unwrap();
+        let errors = AgentSettings::load(dir.path()).unwrap_err();
+        let found: Vec<(&str, &str)> = errors
+            .0
+            .iter()
+            .map(|error| (error.path.as_str(), error.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "$.kinesis.stream",
+                    "no stream: give the Kinesis stream name or ARN, or remove `kinesis` to forward nothing"
+                ),
+                (
+                    "$.kinesis.packed_record_bytes",
+                    "2000000 is outside 1024..=524288: records hold at most 1 MiB with their key"
+                ),
+                ("$.kinesis.zstd_level", "0 is outside 1..=19"),
+                (
+                    "$.kinesis.max_buffer_bytes",
+                    "1024 is below one full request (5242880 bytes)"
+                ),
+                ("$.kinesis.request_timeout_ms", "must be at least 1"),
+                ("$.kinesis.partition_key.field", "the field name is empty"),
+                (
+                    "$.kinesis.endpoint",
+                    "\"localhost:4567\" is not a URL such as http://127.0.0.1:4567"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn load_rejects_unknown_partition_key_keyword() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            r#"{"kinesis": {"stream": "s", "partition_key": "hostname"}}"#,
+        )
+        .unwrap();
+        let errors = AgentSettings::load(dir.path()).unwrap_err();
+        assert_eq!(errors.0[0].path, "$.kinesis.partition_key");
+        assert_eq!(
+            errors.0[0].message,
+            r#"unknown partition key "hostname": expected "hostIdentifier", "random" or {"field": NAME} at line 1 column 56"#
         );
     }
 

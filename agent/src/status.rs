@@ -47,6 +47,9 @@ pub struct StatusFile {
     /// Slack delivery: outbox, dead letters and counters per webhook.
     #[serde(default)]
     pub slack: crate::notify::SlackReport,
+    /// Kinesis forwarding, when configured.
+    #[serde(default)]
+    pub kinesis: Option<crate::kinesis::KinesisStatus>,
     /// Most recent error, if any.
     pub last_error: Option<String>,
 }
@@ -90,6 +93,7 @@ impl StatusFile {
             counters: Counters::default(),
             sinks: sinks.to_vec(),
             slack: crate::notify::SlackReport::default(),
+            kinesis: None,
             last_error: None,
         }
     }
@@ -290,6 +294,43 @@ fn print_status(status: &StatusFile, running: bool) {
             "webhook slack:{descriptor}: {} sent, {} rate-limited, {} retries, {} dead-lettered, last error: {error}",
             webhook.sent, webhook.rate_limited, webhook.retries, webhook.dead_lettered
         );
+    }
+    if let Some(kinesis) = &status.kinesis {
+        println!(
+            "kinesis {} ({}): {} records ({} lines, {} bytes) sent in {} calls, {} entries retried, {} throttled, {} call errors",
+            kinesis.stream,
+            kinesis.format,
+            kinesis.records_sent,
+            kinesis.entries_sent,
+            kinesis.bytes_sent,
+            kinesis.requests,
+            kinesis.entries_retried,
+            kinesis.throttled,
+            kinesis.request_errors
+        );
+        println!(
+            "kinesis buffer: {} records ({} bytes) in memory, {} records ({} bytes) in the spool, {} damaged spool frames, {} lines split, {} dead-lettered{}",
+            kinesis.buffered_records,
+            kinesis.buffered_bytes,
+            kinesis.spool_records,
+            kinesis.spool_bytes,
+            kinesis.spool_torn_frames,
+            kinesis.lines_split,
+            kinesis.dead_lettered,
+            if kinesis.paused {
+                "; SPOOL FULL, reading paused"
+            } else {
+                ""
+            }
+        );
+        if let Some(error) = &kinesis.last_error {
+            let kind = if kinesis.config_error {
+                "needs an administrator"
+            } else {
+                "retrying"
+            };
+            println!("kinesis last error ({kind}): {error}");
+        }
     }
     if let Some(error) = &status.last_error {
         println!("last error: {error}");

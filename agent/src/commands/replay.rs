@@ -21,7 +21,8 @@ use crate::pipeline::{self, Counters, Pipeline};
 pub struct Args {
     #[command(flatten)]
     conf: ConfArgs,
-    /// Evaluate only; do not forward records (the only mode until forwarding exists).
+    /// Evaluate only; replay never forwards records (required, so that nobody expects it
+    /// to fill the stream; `edgealert run` forwards, with checkpoints).
     #[arg(long)]
     no_forward: bool,
     /// Source the log lines come from, as service:resource from sources.json.
@@ -39,7 +40,9 @@ pub struct Args {
 /// counted in the summary.
 pub fn run(args: &Args) -> Result<ExitCode> {
     if !args.no_forward {
-        anyhow::bail!("replay forwards nothing yet: pass --no-forward");
+        anyhow::bail!(
+            "replay evaluates only and forwards nothing: pass --no-forward. To forward old logs, add them to `files` in agent.json and let `edgealert run` read them"
+        );
     }
     let config = Arc::new(super::load_config(&args.conf)?);
     let source = Source::parse(&args.source).with_context(|| {
