@@ -61,9 +61,16 @@ impl Moto {
 
     /// Creates a secret and returns its ARN.
     async fn create_secret(&self, name: &str, value: &str) -> String {
-        let credentials =
-            aws_sdk_secretsmanager::config::Credentials::new("testing", "testing", None, None, "test");
+        let credentials = aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        );
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
         let sdk = aws_config::from_env()
+            .http_client(http)
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(credentials)
@@ -102,7 +109,10 @@ async fn webhook_url_comes_from_secrets_manager() {
     let webhook = Webhook::start();
     let url = webhook.url("/services/T0EDGE/B0ALERT/sEcReTtOkEn42");
     let arn = moto
-        .create_secret("edgealert/slack-webhooks", &format!(r#"{{"security": "{url}"}}"#))
+        .create_secret(
+            "edgealert/slack-webhooks",
+            &format!(r#"{{"security": "{url}"}}"#),
+        )
         .await;
     let api = RuntimeApi::start();
     let bootstrap = Bootstrap::start(&api, &bootstrap_env(&moto, &arn));
@@ -150,8 +160,14 @@ async fn missing_secret_fails_init() {
     let output = bootstrap.output();
     let init_error = init_error.unwrap_or_else(|| panic!("no init error: {output}"));
     assert_eq!(bootstrap.wait_exit(Duration::from_secs(30)), Some(1));
-    assert_eq!(init_error.body["errorType"], "Edgealert.InvalidWebhookSecret");
+    assert_eq!(
+        init_error.body["errorType"],
+        "Edgealert.InvalidWebhookSecret"
+    );
     let message = init_error.body["errorMessage"].as_str().unwrap();
-    assert!(message.contains("cannot read Secrets Manager secret"), "{message}");
+    assert!(
+        message.contains("cannot read Secrets Manager secret"),
+        "{message}"
+    );
     assert!(message.contains("edgealert/absent"), "{message}");
 }
