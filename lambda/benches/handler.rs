@@ -26,7 +26,7 @@ use rules_core::kinesis::{Codec, Entry, EntryKind, FLAG_NOTIFIED, FileRef, Packe
 const RECORDS: usize = 100;
 const BODY_BYTES: usize = 256 * 1024;
 
-/// A differential row; every hundredth one is a netcat listener.
+/// Builds differential row `index`. Every hundredth row is a netcat listener.
 fn line(index: usize) -> String {
     let host = format!("web-{:02}.corp.example", index % 40);
     let pid = 1000 + index;

@@ -1,7 +1,7 @@
 //! The invocation handler: a batch of Kinesis records in, `batchItemFailures` out.
 //!
 //! Records are processed in order. A record that cannot be decoded, comes from a stream
-//! that `sources.json` does not declare, or holds one line that does not classify, is
+//! that `sources.json` does not declare, or contains one line that does not classify, is
 //! logged with its sequence number and reason, counted, and skipped: retrying it would
 //! fail the same way. Only running out of time stops the batch. The response then names
 //! the first record whose alerts were not all delivered, and Lambda retries the batch from
@@ -23,8 +23,8 @@ use crate::notify::{NotifiedBy, Notifier, Outcome, required_descriptors};
 use crate::records::{self, Line, Origin};
 use crate::settings::Settings;
 
-/// Lines of packed records that fail to classify are logged this many times per reason
-/// and invocation; the counters in the summary line count all of them.
+/// Maximum log lines per reason and invocation for lines of packed records that fail to
+/// classify. The counters in the summary line count all of them.
 const UNCLASSIFIED_LOGS_PER_REASON: u64 = 20;
 
 /// The Lambda's response: the record to retry from, if any.
@@ -50,7 +50,7 @@ pub struct BadRecord {
     pub sequence_number: String,
     /// Short stable reason, such as `unknown_format` or `invalid_json`.
     pub reason: &'static str,
-    /// What is wrong.
+    /// Description of the problem.
     pub message: String,
 }
 
@@ -69,13 +69,13 @@ pub struct AuditEntry {
     pub tier: rules_core::rule::Tier,
     /// Dedup decision: `notify`, `duplicate`, `suppressed` or `staged`.
     pub decision: &'static str,
-    /// Which tier delivers the message.
+    /// Tier that delivers the message.
     pub notified_by: NotifiedBy,
     /// For messages the Lambda sends: `sent`, `dropped` or `retry`.
     pub delivery: Option<&'static str>,
 }
 
-/// What one line of a record gave, kept only when [`Handler::keep_line_results`] is on.
+/// Result of one line of a record, kept only when [`Handler::keep_line_results`] is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineResult {
     /// Sequence number of the record.

@@ -5,9 +5,9 @@ use tracing_subscriber::EnvFilter;
 /// Environment variable with a `tracing` filter, such as `info` or `edgealert=debug`.
 pub const ENV_LOG: &str = "EDGEALERT_LOG";
 
-/// Installs the JSON subscriber. The default level is `info`; dependencies log at `warn`
-/// and above only, so that no request URL (which would contain the webhook secret) is
-/// logged by the HTTP client.
+/// Installs the JSON subscriber. The default level is `info` for edgealert's own targets
+/// and `warn` for dependencies, so the HTTP client never logs a request URL, which would
+/// contain the webhook secret.
 pub fn init() {
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| {
         EnvFilter::new("warn,edgealert=info,edgealert_lambda=info,bootstrap=info")

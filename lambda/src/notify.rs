@@ -33,7 +33,7 @@ const MAX_UNDELIVERED: usize = 10_000;
 /// deadline is left for the next invocation.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
 
-/// Which tier delivers an alert's message.
+/// Tier that delivers an alert's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifiedBy {
@@ -46,12 +46,12 @@ pub enum NotifiedBy {
     None,
 }
 
-/// What the Lambda decided for one alert.
+/// Decision of the Lambda for one alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
     /// The dedup decision.
     pub decision: Decision,
-    /// Which tier delivers the message.
+    /// Tier that delivers the message.
     pub notified_by: NotifiedBy,
 }
 

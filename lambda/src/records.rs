@@ -20,11 +20,11 @@ pub struct Line<'a> {
     /// True when an agent evaluated this line and notified for its agent and both tier
     /// rules.
     pub agent_notified: bool,
-    /// Where the line came from, for logs.
+    /// Origin of the line, for logs.
     pub origin: Origin,
 }
 
-/// Where a line came from inside its record.
+/// Position of a line inside its record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// The whole record is the line (compat format or osquery's own logger).
@@ -39,7 +39,7 @@ pub enum Origin {
         file: Option<String>,
         /// Byte offset of the line in that file.
         offset: u64,
-        /// What the entry holds.
+        /// Kind of the entry.
         kind: EntryKind,
     },
 }

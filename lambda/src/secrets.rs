@@ -1,6 +1,6 @@
 //! Slack webhook URLs: read once at cold start, never logged.
 //!
-//! The secret (or [`crate::settings::ENV_SLACK_WEBHOOKS`]) holds either one URL, used for
+//! The secret (or [`crate::settings::ENV_SLACK_WEBHOOKS`]) contains either one URL, used for
 //! every Slack descriptor, or a JSON object from descriptor to URL:
 //! `{"security": "https://hooks.slack.com/services/..."}`.
 

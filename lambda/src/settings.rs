@@ -1,7 +1,7 @@
 //! Settings of the Lambda, read from environment variables at cold start.
 //!
 //! The rules and schemas come from the configuration directory bundled with the function;
-//! these variables only say where that directory is, where the webhook secrets are, and how
+//! these variables only set where that directory is, where the webhook secrets are, and how
 //! Slack delivery is paced.
 
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ pub const ENV_MAX_RETRY_AFTER: &str = "EDGEALERT_SLACK_MAX_RETRY_AFTER_SECONDS";
 /// Time kept free before the invocation deadline to return the response, in ms.
 pub const ENV_DEADLINE_MARGIN_MS: &str = "EDGEALERT_DEADLINE_MARGIN_MS";
 
-/// Where the webhook URLs come from.
+/// Source of the webhook URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookSource {
     /// No source is configured; valid only when no rule notifies Slack from the Lambda.

@@ -85,7 +85,7 @@ async fn packed_records_in_both_codecs_notify_once() {
 }
 
 #[tokio::test]
-async fn agent_notified_flag_leaves_both_tier_rules_to_the_agent() {
+async fn agent_flag_defers_both_tier() {
     let webhook = Webhook::start();
     let conf = conf_with_tiers(&[("netcat_command_execution", "central")]);
     let handler = handler_for(conf.path(), &webhook, fast_delivery());
@@ -134,7 +134,7 @@ async fn agent_tier_rules_never_notify_from_the_lambda() {
 }
 
 #[tokio::test]
-async fn compat_and_osquery_plugin_records_give_the_same_alert_ids() {
+async fn plugin_records_match_compat_ids() {
     let webhook = Webhook::start();
     let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());
     let lines = [
@@ -182,7 +182,7 @@ async fn compat_and_osquery_plugin_records_give_the_same_alert_ids() {
 }
 
 #[tokio::test]
-async fn duplicate_batches_yield_same_ids_and_no_second_message() {
+async fn duplicate_batch_sends_nothing() {
     let webhook = Webhook::start();
     let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());
     let records = numbered(vec![
@@ -293,7 +293,7 @@ async fn unclassified_packed_entries_are_counted_per_reason() {
 }
 
 #[tokio::test]
-async fn out_of_time_fails_from_the_record_and_retry_sends_it() {
+async fn out_of_time_retries_from_record() {
     let webhook = Webhook::start();
     let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());
     let records = numbered(vec![

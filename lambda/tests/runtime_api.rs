@@ -31,7 +31,7 @@ fn event_bytes(records: Vec<Vec<u8>>) -> Vec<u8> {
 }
 
 #[test]
-fn bootstrap_processes_invocations_and_keeps_the_secret_out_of_logs() {
+fn bootstrap_invocation_hides_secret() {
     let api = RuntimeApi::start();
     let webhook = Webhook::start();
     let bootstrap = start(&api, &webhook, &repo().join("conf"));
@@ -84,7 +84,7 @@ fn bootstrap_processes_invocations_and_keeps_the_secret_out_of_logs() {
 }
 
 #[test]
-fn bootstrap_reports_an_event_it_cannot_read_and_goes_on() {
+fn bootstrap_survives_unreadable_event() {
     let api = RuntimeApi::start();
     let webhook = Webhook::start();
     let _bootstrap = start(&api, &webhook, &repo().join("conf"));
@@ -111,7 +111,7 @@ fn bootstrap_reports_an_event_it_cannot_read_and_goes_on() {
 }
 
 #[test]
-fn bootstrap_returns_the_record_to_retry_when_time_runs_out() {
+fn bootstrap_out_of_time_names_record() {
     let api = RuntimeApi::start();
     let webhook = Webhook::start();
     webhook.script([common::webhook::Reply::rate_limited(30)]);

@@ -1,10 +1,10 @@
 """Checks the promises of the Lambda's template that cfn-lint does not check.
 
 cfn-lint validates the template against the CloudFormation and SAM schemas. This script
-asserts what the function relies on: partial batch responses, bisecting, a retry limit and
-an on-failure destination on the event source mapping, the provided.al2023 runtime, the
-webhook secret in the environment, and an execution role whose statements each name the
-resources of this stack instead of "*".
+asserts what the function relies on. The event source mapping must have partial batch
+responses, bisecting, a retry limit and an on-failure destination. The function must run
+on provided.al2023 with the webhook secret in its environment. Every statement of the
+execution role must name resources of this stack instead of "*".
 
 Run it with the Python of the cfn-lint venv: python check_template.py template.yaml
 """

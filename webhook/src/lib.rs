@@ -1,6 +1,6 @@
 //! Delivery rules for Slack incoming webhooks, shared by the edgealert agent and Lambda.
 //!
-//! Both tiers post the same messages under the same rules, so a webhook sees the same
+//! Both tiers post the same messages under the same rules, so a webhook gets the same
 //! behaviour whichever of them sends:
 //!
 //! - [`post`] sends one request and sorts the response into an [`Attempt`]: delivered,
@@ -30,7 +30,7 @@ pub enum Attempt {
     Permanent(String),
 }
 
-/// Longest part of a response body copied into an error, in characters.
+/// Maximum length of the response body excerpt copied into an error, in characters.
 const BODY_EXCERPT_CHARS: usize = 200;
 
 /// Sends `request` (a POST of the message to the webhook URL) and classifies the result.

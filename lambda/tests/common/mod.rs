@@ -4,6 +4,7 @@
 // Each test crate uses only some of the helpers.
 #![allow(dead_code)]
 
+pub mod kinesis;
 pub mod runtime_api;
 pub mod webhook;
 
@@ -33,13 +34,13 @@ pub fn fixture_line(file: &str, number: usize) -> Vec<u8> {
         .to_vec()
 }
 
-/// A netcat listener row for which both `netcat_listener` and `netcat_command_execution`
+/// Returns a netcat listener row for which both `netcat_listener` and `netcat_command_execution`
 /// fire with the shipped rules.
 pub fn netcat_line() -> Vec<u8> {
     fixture_line("results_event.log", 15)
 }
 
-/// A netcat process row for which only `netcat_command_execution` fires.
+/// Returns a netcat process row for which only `netcat_command_execution` fires.
 pub fn netcat_process_line() -> Vec<u8> {
     fixture_line("results_event.log", 19)
 }
@@ -125,7 +126,7 @@ pub fn kinesis_event(stream_arn: &str, records: &[(String, Vec<u8>)]) -> Kinesis
     serde_json::from_value(kinesis_event_json(stream_arn, records)).unwrap()
 }
 
-/// The JSON document of [`kinesis_event`].
+/// Builds the JSON document of [`kinesis_event`].
 pub fn kinesis_event_json(stream_arn: &str, records: &[(String, Vec<u8>)]) -> Value {
     let records: Vec<Value> = records
         .iter()

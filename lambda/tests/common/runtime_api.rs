@@ -3,7 +3,7 @@
 //! It implements the four endpoints a custom runtime uses:
 //!
 //! - `GET /2018-06-01/runtime/invocation/next` blocks until the test queues an event, then
-//!   answers it with the `Lambda-Runtime-Aws-Request-Id`, `Lambda-Runtime-Deadline-Ms` and
+//!   returns it with the `Lambda-Runtime-Aws-Request-Id`, `Lambda-Runtime-Deadline-Ms` and
 //!   `Lambda-Runtime-Invoked-Function-Arn` headers;
 //! - `POST /2018-06-01/runtime/invocation/{id}/response` and `.../{id}/error` record the
 //!   result of an invocation;
