@@ -144,6 +144,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
                 }),
                 status,
                 Arc::clone(&shared.shutdown_flag),
+                Duration::from_millis(settings.shutdown_timeout_ms),
             )
             .await
             .context("cannot start Kinesis forwarding")?;

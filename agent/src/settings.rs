@@ -335,7 +335,8 @@ mod tests {
         std::fs::write(
             dir.path().join(FILE_NAME),
             r#"{"kinesis": {"stream": " ", "packed_record_bytes": 2000000, "zstd_level": 0,
-                "max_buffer_bytes": 1024, "request_timeout_ms": 0,
+                "max_buffer_bytes": 1024, "request_timeout_ms": 0, "max_backoff_ms": 0,
+                "spool_max_bytes": 0, "region": "", "dead_letter_dir": "dead",
                 "partition_key": {"field": ""}, "endpoint": "localhost:4567"}}"#,
         )
         .unwrap();
@@ -361,7 +362,23 @@ mod tests {
                     "$.kinesis.max_buffer_bytes",
                     "1024 is below one full request (5242880 bytes)"
                 ),
-                ("$.kinesis.request_timeout_ms", "must be at least 1"),
+                (
+                    "$.kinesis.request_timeout_ms",
+                    "0 is outside 100..=120000 milliseconds"
+                ),
+                (
+                    "$.kinesis.max_backoff_ms",
+                    "0 is outside 100..=600000 milliseconds"
+                ),
+                (
+                    "$.kinesis.spool_max_bytes",
+                    "0 is below the minimum of 1048576 bytes"
+                ),
+                (
+                    "$.kinesis.region",
+                    "the region is empty: give one such as eu-west-1, or remove the key to use the environment's"
+                ),
+                ("$.kinesis.dead_letter_dir", "path dead must be absolute"),
                 ("$.kinesis.partition_key.field", "the field name is empty"),
                 (
                     "$.kinesis.endpoint",

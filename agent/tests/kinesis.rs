@@ -590,7 +590,7 @@ fn kinesis_full_spool_pauses_reading_until_kinesis_returns() {
         "compat",
         serde_json::json!({
             "spool_after_ms": 100,
-            "spool_max_bytes": 200_000,
+            "spool_max_bytes": 1 << 20,
             "max_buffer_bytes": 5 * 1024 * 1024,
         }),
         padded(7000),
@@ -605,7 +605,7 @@ fn kinesis_full_spool_pauses_reading_until_kinesis_returns() {
                 acked_offset(agent) < log_size(agent),
                 "unsent lines stay unacknowledged"
             );
-            assert!(report["kinesis"]["spool_bytes"].as_u64().unwrap() <= 200_000);
+            assert!(report["kinesis"]["spool_bytes"].as_u64().unwrap() <= 1 << 20);
             assert!(agent.log().contains("The spool is full; reading pauses"));
             proxy.resume();
         },

@@ -15,7 +15,6 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// First bytes of every packed record.
 pub const PACKED_MAGIC: [u8; 4] = *b"EAP1";
@@ -455,7 +454,7 @@ pub enum SplitError {
     /// The line is not a JSON object.
     #[error("the line is not a JSON object: {reason}")]
     NotAnObject {
-        /// What the parser said.
+        /// What is wrong, with the byte offset.
         reason: String,
     },
     /// The line holds one row (event format) or no row array.
@@ -466,42 +465,48 @@ pub enum SplitError {
 /// Splits a batch (`diffResults`) or snapshot line into complete osquery records of one row
 /// each, in the order the rows appear (`removed` before `added`, as osqueryd orders them).
 ///
-/// Every other top-level key is kept with its bytes and order, and each row's bytes are
-/// copied unchanged, so a consumer sees a valid record of the same query. Returns the rows
-/// with their index in the line.
+/// Every other top-level member keeps its bytes and order, and each row's bytes are copied
+/// unchanged, so a consumer sees a valid record of the same query. The scan works on bytes
+/// and does not validate UTF-8, because osqueryd writes invalid UTF-8 in string values as it
+/// finds it. Returns the rows with their index in the line.
 pub fn split_rows(line: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, SplitError> {
-    let fields: OrderedObject<'_> =
-        serde_json::from_slice(line).map_err(|error| SplitError::NotAnObject {
-            reason: error.to_string(),
-        })?;
+    let members = object_members(line, 0)?;
     let mut out = Vec::new();
     let mut index = 0u32;
-    for (position, (key, value)) in fields.0.iter().enumerate() {
-        match key.as_ref() {
-            "diffResults" => {
-                let diff: OrderedObject<'_> =
-                    serde_json::from_str(value.get()).map_err(|_| SplitError::NoRows)?;
-                for (action, rows) in &diff.0 {
-                    let rows: Vec<&RawValue> =
-                        serde_json::from_str(rows.get()).map_err(|_| SplitError::NoRows)?;
-                    for row in rows {
-                        let replacement = match action.as_ref() {
-                            "removed" => format!("{{\"added\":[],\"removed\":[{}]}}", row.get()),
-                            other => {
-                                format!("{{{}:[{}],\"removed\":[]}}", json_string(other), row.get())
-                            }
-                        };
-                        out.push((index, rebuild(&fields, position, &replacement)));
+    for (position, member) in members.iter().enumerate() {
+        let value = &line[member.value.clone()];
+        match &line[member.key.clone()] {
+            b"\"diffResults\"" => {
+                let diff =
+                    object_members(line, member.value.start).map_err(|_| SplitError::NoRows)?;
+                for action in &diff {
+                    let name = &line[action.key.clone()];
+                    for row in array_elements(line, action.value.start)? {
+                        let row = &line[row];
+                        let mut replacement = Vec::with_capacity(row.len() + 32);
+                        if name == b"\"removed\"" {
+                            replacement.extend_from_slice(b"{\"added\":[],\"removed\":[");
+                            replacement.extend_from_slice(row);
+                            replacement.extend_from_slice(b"]}");
+                        } else {
+                            replacement.push(b'{');
+                            replacement.extend_from_slice(name);
+                            replacement.extend_from_slice(b":[");
+                            replacement.extend_from_slice(row);
+                            replacement.extend_from_slice(b"],\"removed\":[]}");
+                        }
+                        out.push((index, rebuild(line, &members, position, &replacement)));
                         index = index.saturating_add(1);
                     }
                 }
             }
-            "snapshot" => {
-                let rows: Vec<&RawValue> =
-                    serde_json::from_str(value.get()).map_err(|_| SplitError::NoRows)?;
-                for row in rows {
-                    let replacement = format!("[{}]", row.get());
-                    out.push((index, rebuild(&fields, position, &replacement)));
+            b"\"snapshot\"" if value.first() == Some(&b'[') => {
+                for row in array_elements(line, member.value.start)? {
+                    let mut replacement = Vec::with_capacity(row.len() + 2);
+                    replacement.push(b'[');
+                    replacement.extend_from_slice(&line[row]);
+                    replacement.push(b']');
+                    out.push((index, rebuild(line, &members, position, &replacement)));
                     index = index.saturating_add(1);
                 }
             }
@@ -514,52 +519,168 @@ pub fn split_rows(line: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, SplitError> {
     Ok(out)
 }
 
-fn rebuild(fields: &OrderedObject<'_>, replaced: usize, replacement: &str) -> Vec<u8> {
-    let mut out = String::from("{");
-    for (position, (key, value)) in fields.0.iter().enumerate() {
+/// Byte ranges of one object member: the key with its quotes, and the value.
+struct Member {
+    key: std::ops::Range<usize>,
+    value: std::ops::Range<usize>,
+}
+
+fn rebuild(line: &[u8], members: &[Member], replaced: usize, replacement: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len().min(replacement.len() + 4096));
+    out.push(b'{');
+    for (position, member) in members.iter().enumerate() {
         if position > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&json_string(key));
-        out.push(':');
+        out.extend_from_slice(&line[member.key.clone()]);
+        out.push(b':');
         if position == replaced {
-            out.push_str(replacement);
+            out.extend_from_slice(replacement);
         } else {
-            out.push_str(value.get());
+            out.extend_from_slice(&line[member.value.clone()]);
         }
     }
-    out.push('}');
-    out.into_bytes()
+    out.push(b'}');
+    out
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+fn invalid(at: usize, what: &str) -> SplitError {
+    SplitError::NotAnObject {
+        reason: format!("{what} at byte {at}"),
+    }
 }
 
-/// A JSON object's members in document order, values kept as raw text.
-struct OrderedObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+fn skip_whitespace(line: &[u8], mut at: usize) -> usize {
+    while line
+        .get(at)
+        .is_some_and(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for OrderedObject<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
-            type Value = OrderedObject<'a>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> Result<Self::Value, M::Error> {
-                let mut members = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    members.push((key, value));
+/// Returns the end of the string that starts with the quote at `at`.
+fn skip_string(line: &[u8], at: usize) -> Result<usize, SplitError> {
+    let mut position = at + 1;
+    while let Some(&byte) = line.get(position) {
+        match byte {
+            b'\\' => position += 2,
+            b'"' => return Ok(position + 1),
+            _ => position += 1,
+        }
+    }
+    Err(invalid(at, "unterminated string"))
+}
+
+/// Returns the end of the value that starts at `at` (after whitespace).
+fn skip_value(line: &[u8], at: usize) -> Result<usize, SplitError> {
+    match line.get(at) {
+        Some(b'"') => skip_string(line, at),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut position = at;
+            while let Some(&byte) = line.get(position) {
+                match byte {
+                    b'"' => {
+                        position = skip_string(line, position)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Ok(position + 1);
+                        }
+                    }
+                    _ => {}
                 }
-                Ok(OrderedObject(members))
+                position += 1;
+            }
+            Err(invalid(at, "unterminated object or array"))
+        }
+        Some(_) => {
+            let mut position = at;
+            while line.get(position).is_some_and(|byte| {
+                !matches!(byte, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            }) {
+                position += 1;
+            }
+            if position == at {
+                return Err(invalid(at, "missing value"));
+            }
+            Ok(position)
+        }
+        None => Err(invalid(at, "missing value")),
+    }
+}
+
+/// Members of the object that starts at `at` (after whitespace).
+fn object_members(line: &[u8], at: usize) -> Result<Vec<Member>, SplitError> {
+    let mut position = skip_whitespace(line, at);
+    if line.get(position) != Some(&b'{') {
+        return Err(invalid(position, "expected an object"));
+    }
+    position = skip_whitespace(line, position + 1);
+    let mut members = Vec::new();
+    if line.get(position) == Some(&b'}') {
+        return Ok(members);
+    }
+    loop {
+        if line.get(position) != Some(&b'"') {
+            return Err(invalid(position, "expected a member name"));
+        }
+        let key_end = skip_string(line, position)?;
+        let key = position..key_end;
+        position = skip_whitespace(line, key_end);
+        if line.get(position) != Some(&b':') {
+            return Err(invalid(position, "expected a colon"));
+        }
+        let value_start = skip_whitespace(line, position + 1);
+        let value_end = skip_value(line, value_start)?;
+        members.push(Member {
+            key,
+            value: value_start..value_end,
+        });
+        position = skip_whitespace(line, value_end);
+        match line.get(position) {
+            Some(b',') => position = skip_whitespace(line, position + 1),
+            Some(b'}') => return Ok(members),
+            _ => {
+                return Err(invalid(
+                    position,
+                    "expected a comma or the end of the object",
+                ));
             }
         }
-        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// Byte ranges of the elements of the array that starts at `at` (after whitespace).
+fn array_elements(line: &[u8], at: usize) -> Result<Vec<std::ops::Range<usize>>, SplitError> {
+    let mut position = skip_whitespace(line, at);
+    if line.get(position) != Some(&b'[') {
+        return Err(SplitError::NoRows);
+    }
+    position = skip_whitespace(line, position + 1);
+    let mut elements = Vec::new();
+    if line.get(position) == Some(&b']') {
+        return Ok(elements);
+    }
+    loop {
+        let end = skip_value(line, position)?;
+        elements.push(position..end);
+        position = skip_whitespace(line, end);
+        match line.get(position) {
+            Some(b',') => position = skip_whitespace(line, position + 1),
+            Some(b']') => return Ok(elements),
+            _ => {
+                return Err(invalid(
+                    position,
+                    "expected a comma or the end of the array",
+                ));
+            }
+        }
     }
 }
 
@@ -760,6 +881,80 @@ mod tests {
         for (_, text) in &texts {
             let value: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(value["hostIdentifier"], "h/1");
+        }
+    }
+
+    #[test]
+    fn split_rows_keeps_invalid_utf8_bytes_of_rows() {
+        let mut line =
+            br#"{"name":"q","snapshot":[{"a":"1"},{"a":"X"}],"action":"snapshot"}"#.to_vec();
+        let at = line.iter().position(|&byte| byte == b'X').unwrap();
+        line[at] = 0xff;
+        let rows = split_rows(&line).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1].1,
+            b"{\"name\":\"q\",\"snapshot\":[{\"a\":\"\xff\"}],\"action\":\"snapshot\"}".to_vec()
+        );
+    }
+
+    #[test]
+    fn split_rows_handles_escapes_nesting_and_whitespace() {
+        let line =
+            br#" { "name" : "q\"}" , "snapshot" : [ {"a":"[{\\\"}"} , {"b":[1,{"c":2}]} ] } "#;
+        let rows = split_rows(line).unwrap();
+        assert_eq!(
+            rows[0].1,
+            br#"{"name":"q\"}","snapshot":[{"a":"[{\\\"}"}]}"#.to_vec()
+        );
+        assert_eq!(
+            rows[1].1,
+            br#"{"name":"q\"}","snapshot":[{"b":[1,{"c":2}]}]}"#.to_vec()
+        );
+        for text in [&rows[0].1, &rows[1].1] {
+            serde_json::from_slice::<serde_json::Value>(text).unwrap();
+        }
+    }
+
+    #[test]
+    fn split_rows_rejects_malformed_lines_with_the_byte_offset() {
+        assert_eq!(
+            split_rows(b"[1,2]").unwrap_err(),
+            SplitError::NotAnObject {
+                reason: "expected an object at byte 0".into()
+            }
+        );
+        assert_eq!(
+            split_rows(br#"{"snapshot":[{"a":"1"}"#).unwrap_err(),
+            SplitError::NotAnObject {
+                reason: "unterminated object or array at byte 12".into()
+            }
+        );
+        assert_eq!(
+            split_rows(br#"{"a" 1}"#).unwrap_err(),
+            SplitError::NotAnObject {
+                reason: "expected a colon at byte 5".into()
+            }
+        );
+        assert_eq!(
+            split_rows(br#"{"snapshot":"text"}"#).unwrap_err(),
+            SplitError::NoRows
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_rows_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = split_rows(&bytes);
+        }
+
+        #[test]
+        fn split_rows_never_panics_on_mutated_lines(cut in 0usize..120, flip in 0usize..120, byte in proptest::prelude::any::<u8>()) {
+            let mut line = br#"{"name":"q","diffResults":{"removed":[{"p":"1"}],"added":[{"p":"2","c":"x\"y"}]},"counter":0}"#.to_vec();
+            let flip = flip % line.len();
+            line[flip] = byte;
+            line.truncate(cut.min(line.len()));
+            let _ = split_rows(&line);
         }
     }
 

@@ -51,6 +51,9 @@ pub struct KinesisSettings {
     pub max_backoff_ms: u64,
     /// Directory for records too large for Kinesis; default `STATE_DIR/dead-letter`.
     pub dead_letter_dir: Option<PathBuf>,
+    /// Largest size of the dead-letter directory in bytes; a line that would pass it is
+    /// counted as lost.
+    pub dead_letter_max_bytes: u64,
 }
 
 impl Default for KinesisSettings {
@@ -71,6 +74,7 @@ impl Default for KinesisSettings {
             request_timeout_ms: 10_000,
             max_backoff_ms: 10_000,
             dead_letter_dir: None,
+            dead_letter_max_bytes: 256 << 20,
         }
     }
 }
@@ -205,8 +209,52 @@ impl KinesisSettings {
                 ),
             );
         }
-        if self.request_timeout_ms == 0 {
-            problem("request_timeout_ms", "must be at least 1".into());
+        let mut range = |key: &str, value: u64, low: u64, high: u64, unit: &str| {
+            if value < low && high == u64::MAX {
+                problem(key, format!("{value} is below the minimum of {low} {unit}"));
+            } else if !(low..=high).contains(&value) {
+                problem(key, format!("{value} is outside {low}..={high} {unit}"));
+            }
+        };
+        range(
+            "request_timeout_ms",
+            self.request_timeout_ms,
+            100,
+            120_000,
+            "milliseconds",
+        );
+        range(
+            "max_backoff_ms",
+            self.max_backoff_ms,
+            100,
+            600_000,
+            "milliseconds",
+        );
+        range("linger_ms", self.linger_ms, 0, 60_000, "milliseconds");
+        range(
+            "spool_max_bytes",
+            self.spool_max_bytes,
+            1 << 20,
+            u64::MAX,
+            "bytes",
+        );
+        if self
+            .region
+            .as_deref()
+            .is_some_and(|region| region.trim().is_empty())
+        {
+            problem(
+                "region",
+                "the region is empty: give one such as eu-west-1, or remove the key to use the environment's".into(),
+            );
+        }
+        if let Some(dir) = &self.dead_letter_dir
+            && !dir.is_absolute()
+        {
+            problem(
+                "dead_letter_dir",
+                format!("path {} must be absolute", dir.display()),
+            );
         }
         if let PartitionKey::Field { field } = &self.partition_key
             && field.is_empty()
@@ -256,8 +304,11 @@ pub struct KinesisStatus {
     pub request_errors: u64,
     /// Lines larger than a record that were split into rows.
     pub lines_split: u64,
-    /// Rows or lines written to the dead-letter directory.
+    /// Rows or lines too large for any record, written to the dead-letter directory.
     pub dead_lettered: u64,
+    /// Of those, rows or lines lost because the dead-letter directory could not take them.
+    #[serde(default)]
+    pub dead_letter_failures: u64,
     /// Records held in memory.
     pub buffered_records: u64,
     /// Bytes held in memory.
@@ -268,6 +319,10 @@ pub struct KinesisStatus {
     pub spool_bytes: u64,
     /// Damaged spool frames skipped, such as a write cut by a crash.
     pub spool_torn_frames: u64,
+    /// Bytes skipped inside spool segments because they were damaged; the records they
+    /// held are lost.
+    #[serde(default)]
+    pub spool_damaged_bytes: u64,
     /// True while the spool is full and reading is paused.
     pub paused: bool,
     /// Unix time of the last accepted call, in milliseconds.

@@ -45,8 +45,10 @@ impl KRecord {
 pub struct PackerCounters {
     /// Lines split into rows.
     pub lines_split: u64,
-    /// Rows or lines written to the dead-letter directory.
+    /// Rows or lines too large for any record.
     pub dead_lettered: u64,
+    /// Of those, the ones that could not be written to the dead-letter directory.
+    pub dead_letter_failures: u64,
 }
 
 struct Open {
@@ -66,6 +68,7 @@ pub struct Packer {
     agent: String,
     notifies: bool,
     dead_letter_dir: PathBuf,
+    dead_letter_max_bytes: u64,
     open: BTreeMap<String, Open>,
     random: bool,
     random_key: String,
@@ -98,6 +101,7 @@ impl Packer {
             agent: agent.to_owned(),
             notifies,
             dead_letter_dir,
+            dead_letter_max_bytes: settings.dead_letter_max_bytes,
             open: BTreeMap::new(),
             random: settings.partition_key.field().is_none(),
             random_key: random_key(),
@@ -133,12 +137,8 @@ impl Packer {
                 }
             }
             RecordFormat::Packed => {
-                if ENTRY_HEADER_BYTES + record.bytes.len() + header_allowance(&record)
-                    <= self.body_limit
-                {
-                    let flags = self.flags(&record);
-                    self.push_entry(batch, &key, &record, kind, 0, flags, &record.bytes, out);
-                } else {
+                let flags = self.flags(&record);
+                if !self.place_packed(batch, &key, &record, kind, 0, flags, &record.bytes, out) {
                     self.split(batch, &key, &record, out);
                 }
             }
@@ -177,12 +177,6 @@ impl Packer {
     /// Lowest batch sequence number with a line in an open record.
     pub fn lowest_open_batch(&self) -> Option<u64> {
         self.open.values().map(|open| open.first_batch).min()
-    }
-
-    /// True when an entry of `len` bytes from `record` fits an empty packed body.
-    fn fits_packed(&self, record: &OutRecord, len: usize) -> bool {
-        let empty = PackedWriter::new(&self.agent, env!("CARGO_PKG_VERSION")).body_len();
-        empty + ENTRY_HEADER_BYTES + len + header_allowance(record) <= self.body_limit
     }
 
     fn flags(&self, record: &OutRecord) -> u8 {
@@ -279,11 +273,23 @@ impl Packer {
         );
         let flags = self.flags(record);
         for (row, data) in rows {
-            let fits = match self.format {
-                RecordFormat::Compat => data.len() + key.len() <= MAX_RECORD_BYTES,
-                RecordFormat::Packed => self.fits_packed(record, data.len()),
+            let placed = match self.format {
+                RecordFormat::Compat if data.len() + key.len() <= MAX_RECORD_BYTES => {
+                    out.push(KRecord {
+                        key: key.to_owned(),
+                        data,
+                        entries: 1,
+                        first_batch: batch,
+                        last_batch: batch,
+                    });
+                    continue;
+                }
+                RecordFormat::Compat => false,
+                RecordFormat::Packed => {
+                    self.place_packed(batch, key, record, EntryKind::Row, row, flags, &data, out)
+                }
             };
-            if !fits {
+            if !placed {
                 self.dead_letter(
                     batch,
                     record,
@@ -292,20 +298,38 @@ impl Packer {
                     "a single row is larger than a record",
                     out,
                 );
-                continue;
             }
-            match self.format {
-                RecordFormat::Compat => out.push(KRecord {
-                    key: key.to_owned(),
-                    data,
-                    entries: 1,
-                    first_batch: batch,
-                    last_batch: batch,
-                }),
-                RecordFormat::Packed => {
-                    self.push_entry(batch, key, record, EntryKind::Row, row, flags, &data, out);
-                }
-            }
+        }
+    }
+
+    /// Adds a packed entry: to the key's open record when it fits `packed_record_bytes`,
+    /// otherwise alone in a record of its own when that fits a Kinesis record. Returns
+    /// false when the entry is too large for any record.
+    #[allow(clippy::too_many_arguments)]
+    fn place_packed(
+        &mut self,
+        batch: u64,
+        key: &str,
+        record: &OutRecord,
+        kind: EntryKind,
+        row: u32,
+        flags: u8,
+        data: &[u8],
+        out: &mut Vec<KRecord>,
+    ) -> bool {
+        let empty = PackedWriter::new(&self.agent, env!("CARGO_PKG_VERSION")).body_len();
+        let body = empty + ENTRY_HEADER_BYTES + data.len() + header_allowance(record);
+        if body <= self.body_limit {
+            self.push_entry(batch, key, record, kind, row, flags, data, out);
+            true
+        } else if PACKED_PREFIX_BYTES + body + key.len() <= MAX_RECORD_BYTES {
+            // Close the key's open record first, so the entries of the key keep their order.
+            self.close(key, out);
+            self.push_entry(batch, key, record, kind, row, flags, data, out);
+            self.close(key, out);
+            true
+        } else {
+            false
         }
     }
 
@@ -319,15 +343,33 @@ impl Packer {
         out: &mut Vec<KRecord>,
     ) {
         self.counters.dead_lettered += 1;
-        let stem = format!("{}-{}", record.file_id.replace(':', "-"), record.offset);
-        let (name, what) = match row {
-            Some(row) => (format!("{stem}-row{row}.json"), "row"),
-            None => (format!("{stem}.json"), "line"),
+        // The time keeps names unique when a file's inode and offsets are reused after
+        // rotation or truncation.
+        let stem = format!(
+            "{}-{}-{}",
+            unix_ms(),
+            record.file_id.replace(':', "-"),
+            record.offset
+        );
+        let (stem, what) = match row {
+            Some(row) => (format!("{stem}-row{row}"), "row"),
+            None => (stem, "line"),
         };
-        let path = self.dead_letter_dir.join(name);
-        let outcome = match write_dead_letter(&self.dead_letter_dir, &path, data) {
-            Ok(()) => format!("it was written to {}", path.display()),
-            Err(error) => format!("writing it to {} failed: {error}", path.display()),
+        let written = write_dead_letter(
+            &self.dead_letter_dir,
+            &stem,
+            data,
+            self.dead_letter_max_bytes,
+        );
+        let outcome = match written {
+            Ok(path) => format!("it was written to {}", path.display()),
+            Err(error) => {
+                self.counters.dead_letter_failures += 1;
+                format!(
+                    "writing it to {} failed, so it is lost: {error}",
+                    self.dead_letter_dir.display()
+                )
+            }
         };
         let message = format!(
             "A {}-byte {what} does not fit a Kinesis record ({why}); {outcome}.",
@@ -397,21 +439,51 @@ fn header_allowance(record: &OutRecord) -> usize {
     record.path.as_os_str().len() + record.file_id.len() + 64
 }
 
-fn write_dead_letter(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Writes `data` to a new file named `stem.json` in `dir` (`stem-2.json` and so on when the
+/// name is taken), unless the directory would grow past `max_bytes`. Returns the path.
+fn write_dead_letter(
+    dir: &Path,
+    stem: &str,
+    data: &[u8],
+    max_bytes: u64,
+) -> std::io::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_all()
+    let used: u64 = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.len())
+        .sum();
+    if used + data.len() as u64 > max_bytes {
+        return Err(std::io::Error::other(format!(
+            "the directory holds {used} bytes and its cap is {max_bytes} (kinesis.dead_letter_max_bytes)"
+        )));
+    }
+    for attempt in 1u32.. {
+        let path = match attempt {
+            1 => dir.join(format!("{stem}.json")),
+            n => dir.join(format!("{stem}-{n}.json")),
+        };
+        let opened = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path);
+        match opened {
+            Ok(mut file) => {
+                file.write_all(data)?;
+                file.sync_all()?;
+                return Ok(path);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    unreachable!("the attempts run until a free name is found")
 }
 
 /// Cuts a key to [`MAX_PARTITION_KEY_BYTES`] on a character boundary; an empty key
@@ -429,6 +501,13 @@ pub fn truncate_key(key: &str) -> String {
 
 fn random_key() -> String {
     format!("{:016x}", fastrand::u64(..))
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|duration| duration.as_millis())
+        .unwrap_or_default()
 }
 
 fn unix_now() -> u64 {
@@ -625,14 +704,78 @@ mod tests {
         assert_eq!(event["offset"], 42);
         assert_eq!(event["hostIdentifier"], "agent-host");
         assert_eq!(out[0].key, "agent-host");
-        let saved = dir.path().join("2049-77-42.json");
-        assert_eq!(std::fs::read(&saved).unwrap(), huge.as_bytes());
+        let saved: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        assert_eq!(saved.len(), 1);
+        let name = saved[0].file_name().unwrap().to_str().unwrap();
+        assert!(name.ends_with("-2049-77-42.json"), "{name}");
+        assert_eq!(std::fs::read(&saved[0]).unwrap(), huge.as_bytes());
+        let message = event["message"].as_str().unwrap();
         assert!(
-            event["message"]
-                .as_str()
-                .unwrap()
-                .contains(&saved.display().to_string())
+            message.contains(&saved[0].display().to_string()),
+            "{message}"
         );
+
+        // The same file identity and offset again, as after a truncation: a second file.
+        packer.add(4, line(42, huge.as_bytes()), &mut out);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(packer.counters.dead_letter_failures, 0);
+    }
+
+    #[test]
+    fn packer_counts_dead_letters_over_the_cap_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let capped = KinesisSettings {
+            dead_letter_max_bytes: 1000,
+            ..settings(RecordFormat::Compat)
+        };
+        let mut packer = Packer::new(&capped, "agent-host", true, dir.path().into());
+        let huge = format!(
+            "{{\"name\":\"q\",\"columns\":{{\"blob\":\"{}\"}},\"action\":\"added\"}}",
+            "z".repeat(MAX_RECORD_BYTES)
+        );
+        let mut out = Vec::new();
+        packer.add(0, line(7, huge.as_bytes()), &mut out);
+        assert_eq!(packer.counters.dead_lettered, 1);
+        assert_eq!(packer.counters.dead_letter_failures, 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let event: serde_json::Value = serde_json::from_slice(&out[0].data).unwrap();
+        let message = event["message"].as_str().unwrap();
+        assert!(message.contains("so it is lost"), "{message}");
+        assert!(
+            message.contains("kinesis.dead_letter_max_bytes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn packer_puts_a_line_over_the_packed_size_in_a_record_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut packer = Packer::new(
+            &settings(RecordFormat::Packed),
+            "h",
+            true,
+            dir.path().into(),
+        );
+        let big = format!("{{\"name\":\"q\",\"pad\":\"{}\"}}", "p".repeat(600 * 1024));
+        let mut out = Vec::new();
+        packer.add(0, line(0, b"{\"first\":1}"), &mut out);
+        packer.add(0, line(20, big.as_bytes()), &mut out);
+        packer.add(0, line(700_000, b"{\"last\":1}"), &mut out);
+        packer.flush_all(&mut out);
+        assert_eq!(packer.counters.dead_lettered, 0);
+        assert_eq!(packer.counters.lines_split, 0);
+        assert_eq!(out.len(), 3, "before, alone, after");
+        assert!(out.iter().all(|record| record.size() <= MAX_RECORD_BYTES));
+        let offsets: Vec<u64> = out
+            .iter()
+            .flat_map(packed_entries)
+            .map(|entry| entry.0)
+            .collect();
+        assert_eq!(offsets, vec![0, 20, 700_000]);
+        assert_eq!(packed_entries(&out[1])[0].2, big.as_bytes());
     }
 
     #[test]

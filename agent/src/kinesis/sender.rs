@@ -121,6 +121,8 @@ pub struct Sender {
     failing_since: Option<Instant>,
     last_logged_error: Option<String>,
     spool_failing: bool,
+    spill_retry_at: Option<Instant>,
+    shutdown_timeout: Duration,
 }
 
 impl Sender {
@@ -133,6 +135,7 @@ impl Sender {
         ack: AckFn,
         status: StatusHandle,
         shutdown: Arc<AtomicBool>,
+        shutdown_timeout: Duration,
     ) -> anyhow::Result<Sender> {
         let sdk = crate::aws::load(settings.region.as_deref(), settings.endpoint.as_deref()).await;
         let config = aws_sdk_kinesis::config::Builder::from(&sdk)
@@ -176,6 +179,8 @@ impl Sender {
             failing_since: None,
             last_logged_error: None,
             spool_failing: false,
+            spill_retry_at: None,
+            shutdown_timeout,
             settings,
         })
     }
@@ -185,13 +190,17 @@ impl Sender {
         let mut closed = false;
         let mut inflight: Option<Inflight> = None;
         let mut shutdown_at: Option<Instant> = None;
-        let shutdown_grace = Duration::from_millis(self.settings.request_timeout_ms.min(5_000));
         loop {
             let now = Instant::now();
             if self.shutdown.load(Ordering::SeqCst) && shutdown_at.is_none() {
                 shutdown_at = Some(now);
             }
-            let stopping = shutdown_at.is_some_and(|at| now.duration_since(at) >= shutdown_grace);
+            // At shutdown the forwarder keeps sending for half of the shutdown timeout, then
+            // moves what is left to the spool, so the tailer's final checkpoint can cover
+            // it. At the full timeout it stops, whatever is left.
+            let elapsed = shutdown_at.map(|at| now.duration_since(at));
+            let spill_now = elapsed.is_some_and(|elapsed| elapsed >= self.shutdown_timeout / 2);
+            let stop_now = elapsed.is_some_and(|elapsed| elapsed >= self.shutdown_timeout);
 
             let mut ready = Vec::new();
             if closed || shutdown_at.is_some() {
@@ -200,8 +209,15 @@ impl Sender {
                 self.packer.flush_due(now, &mut ready);
             }
             self.enqueue(ready);
+            if spill_now && inflight.take().is_some() {
+                // The abandoned call may still succeed: its records are spooled and sent
+                // again, at least once.
+                tracing::warn!(
+                    "Shutdown is abandoning a PutRecords call in flight; its records go to the spool."
+                );
+            }
             if inflight.is_none() {
-                self.maybe_spill(stopping || closed && shutdown_at.is_some());
+                self.maybe_spill(spill_now);
             }
             self.release_acks();
             self.publish_status();
@@ -213,9 +229,13 @@ impl Sender {
             {
                 break;
             }
-            if closed && inflight.is_none() && stopping {
-                // Records that did not fit the spool stay unacknowledged and are read again
-                // at the next start.
+            if stop_now {
+                if !self.memory.is_empty() {
+                    tracing::warn!(
+                        records = self.memory.len(),
+                        "Shutdown timeout passed with records neither sent nor spooled; their lines will be read again at start."
+                    );
+                }
                 break;
             }
 
@@ -224,7 +244,15 @@ impl Sender {
             }
 
             let paused = self.paused();
-            let wake = self.next_wake(now, inflight.is_some());
+            let mut wake = self.next_wake(now, inflight.is_some());
+            if let Some(at) = shutdown_at {
+                let next = if spill_now {
+                    at + self.shutdown_timeout
+                } else {
+                    at + self.shutdown_timeout / 2
+                };
+                wake = wake.min(next.max(now));
+            }
             tokio::select! {
                 batch = batches.recv(), if !closed && !paused => match batch {
                     Some(batch) => self.accept(batch),
@@ -246,9 +274,10 @@ impl Sender {
     fn paused(&self) -> bool {
         self.memory_bytes >= self.buffer_limit()
             && (self.spool_failing
-                || self.memory.front().is_some_and(|record| {
-                    !self.spool.has_room(record.size() + SPOOL_FRAME_EXTRA)
-                }))
+                || self
+                    .memory
+                    .front()
+                    .is_some_and(|record| !self.spool.has_room(record.size() + SPOOL_FRAME_EXTRA)))
     }
 
     fn buffer_limit(&self) -> usize {
@@ -337,6 +366,9 @@ impl Sender {
         if !(force || failing_long || self.memory_bytes > self.buffer_limit()) {
             return;
         }
+        if !force && self.spill_retry_at.is_some_and(|at| at > Instant::now()) {
+            return;
+        }
         let mut moved = Vec::new();
         let mut payload = 0;
         for record in &self.memory {
@@ -361,6 +393,7 @@ impl Sender {
         match result {
             Ok(()) => {
                 self.spool_failing = false;
+                self.spill_retry_at = None;
                 tracing::info!(
                     records = count,
                     spool_records = self.spool.records(),
@@ -376,6 +409,7 @@ impl Sender {
             }
             Err(error) => {
                 self.spool_failing = true;
+                self.spill_retry_at = Some(Instant::now() + Duration::from_secs(1));
                 self.note_error(format!("spool write failed: {error}"), false);
             }
         }
@@ -450,15 +484,15 @@ impl Sender {
                 let mut accepted = vec![false; count];
                 let mut throttled = 0u64;
                 let mut failed = 0u64;
+                let mut codes: std::collections::BTreeMap<&str, u64> = Default::default();
                 for (index, slot) in accepted.iter_mut().enumerate() {
                     match results.get(index) {
                         Some(result) if result.error_code().is_none() => *slot = true,
                         Some(result) => {
                             failed += 1;
-                            if result
-                                .error_code()
-                                .is_some_and(|code| THROTTLE_ERRORS.contains(&code))
-                            {
+                            let code = result.error_code().unwrap_or("unknown");
+                            *codes.entry(code).or_default() += 1;
+                            if THROTTLE_ERRORS.contains(&code) {
                                 throttled += 1;
                             }
                         }
@@ -479,7 +513,26 @@ impl Sender {
                     status.throttled += throttled;
                     status.last_success_unix_ms = Some(unix_ms());
                 });
-                self.failing_since = None;
+                let short = results.len() < count;
+                let summary: Vec<String> = codes
+                    .iter()
+                    .map(|(code, count)| format!("{code} ×{count}"))
+                    .collect();
+                if records == 0 {
+                    // Nothing got through: for spooling and the status, this call failed.
+                    self.failing_since.get_or_insert_with(Instant::now);
+                    let message = if short {
+                        format!(
+                            "the response lists {} results for {count} records; all are sent again",
+                            results.len()
+                        )
+                    } else {
+                        format!("every entry of the call failed: {}", summary.join(", "))
+                    };
+                    self.note_error(message, false);
+                } else {
+                    self.failing_since = None;
+                }
                 if failed == 0 {
                     self.attempt = 0;
                     self.retry_at = None;
@@ -629,8 +682,10 @@ impl Sender {
         status.spool_records = self.spool.records();
         status.spool_bytes = self.spool.bytes();
         status.spool_torn_frames = self.spool.torn_frames;
+        status.spool_damaged_bytes = self.spool.damaged_bytes;
         status.lines_split = counters.lines_split;
         status.dead_lettered = counters.dead_lettered;
+        status.dead_letter_failures = counters.dead_letter_failures;
     }
 }
 

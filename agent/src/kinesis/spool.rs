@@ -73,8 +73,12 @@ pub struct Spool {
     head: SpoolPos,
     read: SpoolPos,
     records: u64,
+    /// Damaged ranges inside segments, as (segment, start, end), skipped when reading.
+    holes: Vec<(u64, u64, u64)>,
     /// Damaged frames found since start.
     pub torn_frames: u64,
+    /// Bytes skipped inside segments because they were damaged.
+    pub damaged_bytes: u64,
 }
 
 impl Spool {
@@ -118,7 +122,9 @@ impl Spool {
             head,
             read: head,
             records: 0,
+            holes: Vec::new(),
             torn_frames: 0,
+            damaged_bytes: 0,
         };
         for number in numbers {
             let path = spool.segment_path(number);
@@ -131,19 +137,27 @@ impl Spool {
             } else {
                 0
             };
-            let (valid_end, count, torn) = scan(&path, start)?;
-            if torn {
+            let scan = scan(&path, start)?;
+            for &(from, to) in &scan.holes {
                 spool.torn_frames += 1;
-                tracing::warn!(segment = %path.display(), offset = valid_end, "Found a damaged spool frame, such as a write cut by a crash; the segment is cut there.");
+                spool.damaged_bytes += to - from;
+                tracing::error!(segment = %path.display(), offset = from, bytes = to - from, "Skipped damaged bytes inside a spool segment; the records they held are lost.");
+            }
+            if scan.torn_tail {
+                spool.torn_frames += 1;
+                tracing::warn!(segment = %path.display(), offset = scan.end, "Found a spool frame cut short, as a crash during a write leaves it; the segment is cut there and its lines are read again from the log.");
                 let file = OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .map_err(io(&path))?;
-                file.set_len(valid_end).map_err(io(&path))?;
+                file.set_len(scan.end).map_err(io(&path))?;
                 file.sync_all().map_err(io(&path))?;
             }
-            spool.records += count;
-            spool.segments.push_back((number, valid_end));
+            spool.records += scan.frames;
+            spool
+                .holes
+                .extend(scan.holes.into_iter().map(|(from, to)| (number, from, to)));
+            spool.segments.push_back((number, scan.end));
         }
         if spool.head.segment < spool.segments.front().map_or(spool.head.segment, |s| s.0) {
             spool.head = SpoolPos {
@@ -288,6 +302,15 @@ impl Spool {
                 .map_err(io(&path))?;
             let mut reader = std::io::BufReader::new(file);
             while out.len() < max_records && self.read.offset < size {
+                if let Some(&(_, _, end)) = self
+                    .holes
+                    .iter()
+                    .find(|(segment, from, _)| *segment == number && *from == self.read.offset)
+                {
+                    self.read.offset = end;
+                    reader.seek(SeekFrom::Start(end)).map_err(io(&path))?;
+                    continue;
+                }
                 let Some((key, entries, data, len)) = read_frame(&mut reader).map_err(io(&path))?
                 else {
                     // Frames were checked at open and appends are synced; treat the rest of a
@@ -338,6 +361,7 @@ impl Spool {
             let path = self.segment_path(number);
             std::fs::remove_file(&path).map_err(io(&path))?;
             self.segments.pop_front();
+            self.holes.retain(|(segment, _, _)| *segment != number);
         }
         if self.records == 0 {
             // Start over in a fresh segment once everything was accepted.
@@ -420,28 +444,58 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<bool>
     Ok(true)
 }
 
-/// Checks the frames of a segment from `start`; returns the end of the last good frame,
-/// the number of good frames and whether a damaged frame followed.
-fn scan(path: &Path, start: u64) -> Result<(u64, u64, bool), SpoolError> {
-    let mut file = File::open(path).map_err(io(path))?;
-    let size = file.metadata().map_err(io(path))?.len();
-    if start >= size {
-        return Ok((size, 0, false));
-    }
-    file.seek(SeekFrom::Start(start)).map_err(io(path))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut at = start;
-    let mut count = 0;
-    while at < size {
-        match read_frame(&mut reader).map_err(io(path))? {
-            Some((_, _, _, len)) => {
-                at += len;
-                count += 1;
+/// Result of checking a segment's frames.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Scan {
+    /// End of the last good frame.
+    end: u64,
+    /// Good frames.
+    frames: u64,
+    /// Damaged ranges followed by a good frame, to skip when reading.
+    holes: Vec<(u64, u64)>,
+    /// True when damaged bytes run to the end of the segment (a write cut by a crash).
+    torn_tail: bool,
+}
+
+/// Checks the frames of a segment from `start`. After a damaged frame it looks for the
+/// next position where a whole frame with a valid checksum starts.
+fn scan(path: &Path, start: u64) -> Result<Scan, SpoolError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let mut result = Scan {
+        end: start,
+        ..Scan::default()
+    };
+    let mut at = usize::try_from(start).unwrap_or(usize::MAX);
+    while at < bytes.len() {
+        if let Some(len) = frame_len(&bytes[at..]) {
+            at += len;
+            result.frames += 1;
+            result.end = at as u64;
+            continue;
+        }
+        let resume = (at + 1..bytes.len())
+            .find(|&next| bytes[next..].starts_with(&MAGIC) && frame_len(&bytes[next..]).is_some());
+        match resume {
+            Some(next) => {
+                result.holes.push((at as u64, next as u64));
+                at = next;
             }
-            None => return Ok((at, count, true)),
+            None => {
+                result.torn_tail = true;
+                return Ok(result);
+            }
         }
     }
-    Ok((at, count, false))
+    Ok(result)
+}
+
+/// Length of the whole, valid frame at the start of `bytes`, if there is one.
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let mut reader = bytes;
+    match read_frame(&mut reader) {
+        Ok(Some((_, _, _, len))) => usize::try_from(len).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -538,6 +592,43 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.torn_frames, 1);
         assert_eq!(records(&mut spool), vec![("k".into(), b"first".to_vec())]);
+    }
+
+    #[test]
+    fn spool_skips_a_damaged_frame_in_the_middle_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool
+            .append([
+                ("k", 1, &b"first"[..]),
+                ("k", 1, &b"second"[..]),
+                ("k", 1, &b"third"[..]),
+            ])
+            .unwrap();
+        drop(spool);
+        let segment = dir.path().join(format!("{:020}.seg", 1));
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // The second frame starts after the first: header 10, key length 2, key 1, count 4, data 5.
+        let second = 10 + 2 + 1 + 4 + 5;
+        bytes[second + 12] ^= 0xff;
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.torn_frames, 1);
+        assert_eq!(spool.damaged_bytes, 10 + 2 + 1 + 4 + 6);
+        assert_eq!(spool.records(), 2);
+        assert_eq!(
+            records(&mut spool),
+            vec![
+                ("k".into(), b"first".to_vec()),
+                ("k".into(), b"third".to_vec())
+            ]
+        );
+        assert_eq!(
+            std::fs::read(&segment).unwrap().len(),
+            bytes.len(),
+            "nothing is cut"
+        );
     }
 
     #[test]
