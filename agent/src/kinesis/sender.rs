@@ -195,11 +195,15 @@ impl Sender {
             if self.shutdown.load(Ordering::SeqCst) && shutdown_at.is_none() {
                 shutdown_at = Some(now);
             }
-            // At shutdown the forwarder keeps sending for half of the shutdown timeout, then
-            // moves what is left to the spool, so the tailer's final checkpoint can cover
-            // it. At the full timeout it stops, whatever is left.
+            // At shutdown no new call starts and everything not in flight moves to the spool,
+            // so the tailer's final checkpoint can cover it. A call in flight may return
+            // until nine tenths of the timeout; then it is abandoned and its records are
+            // spooled too, at the risk of a duplicate should it still succeed. At the full
+            // timeout the forwarder stops, whatever is left.
             let elapsed = shutdown_at.map(|at| now.duration_since(at));
-            let spill_now = elapsed.is_some_and(|elapsed| elapsed >= self.shutdown_timeout / 2);
+            let spill_now = elapsed.is_some();
+            let abandon_now =
+                elapsed.is_some_and(|elapsed| elapsed >= self.shutdown_timeout * 9 / 10);
             let stop_now = elapsed.is_some_and(|elapsed| elapsed >= self.shutdown_timeout);
 
             let mut ready = Vec::new();
@@ -209,15 +213,18 @@ impl Sender {
                 self.packer.flush_due(now, &mut ready);
             }
             self.enqueue(ready);
-            if spill_now && inflight.take().is_some() {
-                // The abandoned call may still succeed: its records are spooled and sent
-                // again, at least once.
+            if abandon_now && inflight.take().is_some() {
                 tracing::warn!(
-                    "Shutdown is abandoning a PutRecords call in flight; its records go to the spool."
+                    "Shutdown abandoned a PutRecords call that did not return in time; its records go to the spool and may reach the stream twice."
                 );
             }
-            if inflight.is_none() {
-                self.maybe_spill(spill_now);
+            match &inflight {
+                None => self.maybe_spill(spill_now, 0),
+                // Records of the call in flight stay in memory until it returns, because
+                // the call may still succeed; spooling them could deliver them twice.
+                Some((From::Memory, count, _)) if spill_now => self.maybe_spill(true, *count),
+                Some(_) if spill_now => self.maybe_spill(true, 0),
+                Some(_) => {}
             }
             self.release_acks();
             self.publish_status();
@@ -239,17 +246,17 @@ impl Sender {
                 break;
             }
 
-            if inflight.is_none() && self.retry_at.is_none_or(|at| at <= now) {
+            if inflight.is_none() && !spill_now && self.retry_at.is_none_or(|at| at <= now) {
                 inflight = self.start_call();
             }
 
             let paused = self.paused();
             let mut wake = self.next_wake(now, inflight.is_some());
             if let Some(at) = shutdown_at {
-                let next = if spill_now {
-                    at + self.shutdown_timeout
+                let next = if !abandon_now {
+                    at + self.shutdown_timeout * 9 / 10
                 } else {
-                    at + self.shutdown_timeout / 2
+                    at + self.shutdown_timeout
                 };
                 wake = wake.min(next.max(now));
             }
@@ -356,8 +363,9 @@ impl Sender {
 
     /// Moves records from memory to the spool when memory is over its limit, when Kinesis
     /// has failed for longer than `spool_after_ms`, or at shutdown.
-    fn maybe_spill(&mut self, force: bool) {
-        if self.memory.is_empty() {
+    /// The first `skip` records in memory, those of a call in flight, stay in memory.
+    fn maybe_spill(&mut self, force: bool, skip: usize) {
+        if self.memory.len() <= skip {
             return;
         }
         let failing_long = self.failing_since.is_some_and(|since| {
@@ -371,7 +379,7 @@ impl Sender {
         }
         let mut moved = Vec::new();
         let mut payload = 0;
-        for record in &self.memory {
+        for record in self.memory.iter().skip(skip) {
             if !self
                 .spool
                 .has_room(payload + record.size() + SPOOL_FRAME_EXTRA)
@@ -400,11 +408,9 @@ impl Sender {
                     spool_bytes = self.spool.bytes(),
                     "Moved records to the on-disk spool while Kinesis is unavailable."
                 );
-                for _ in 0..count {
-                    if let Some(record) = self.memory.pop_front() {
-                        self.memory_bytes -= record.size();
-                        self.settle(&record);
-                    }
+                for record in self.memory.drain(skip..skip + count).collect::<Vec<_>>() {
+                    self.memory_bytes -= record.size();
+                    self.settle(&record);
                 }
             }
             Err(error) => {

@@ -5,6 +5,11 @@
 //! Each message is one file, `<sequence>-<output>-<alert id>.json`, written to a temporary
 //! name, synced and renamed, and the directory is synced. Messages are sent in sequence
 //! order. A message that cannot be delivered moves to `dead-letter/` with its last error.
+//!
+//! A delivered message's file moves to `delivered/<output>-<alert id>` and stays there for
+//! [`DELIVERED_RETENTION_SECONDS`], so that the same alert is not queued again when its
+//! line is read again after a crash, or when a commit is retried. Only a crash between
+//! Slack's answer and that rename sends a message twice.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -35,15 +40,21 @@ pub struct Entry {
     pub path: PathBuf,
 }
 
+/// How long a delivered message is remembered, in seconds: the longest dedup window.
+pub const DELIVERED_RETENTION_SECONDS: u64 = 24 * 60 * 60;
+
 /// The outbox directory and its dead-letter directory.
 #[derive(Debug)]
 pub struct Outbox {
     dir: PathBuf,
     dead_letter: PathBuf,
+    delivered_dir: PathBuf,
     next_sequence: u64,
     /// `<output>-<alert id>` of every queued message, so a re-read line does not queue the
     /// same message twice.
     queued: BTreeSet<String>,
+    /// `<output>-<alert id>` of messages delivered within the retention time.
+    delivered: BTreeSet<String>,
 }
 
 impl Outbox {
@@ -52,12 +63,17 @@ impl Outbox {
     pub fn open(dir: &Path) -> std::io::Result<Outbox> {
         let dead_letter = dir.join("dead-letter");
         std::fs::create_dir_all(&dead_letter)?;
+        let delivered_dir = dir.join("delivered");
+        std::fs::create_dir_all(&delivered_dir)?;
         let mut outbox = Outbox {
             dir: dir.to_path_buf(),
             dead_letter,
+            delivered_dir,
             next_sequence: 0,
             queued: BTreeSet::new(),
+            delivered: BTreeSet::new(),
         };
+        outbox.prune_delivered(std::time::SystemTime::now())?;
         for entry in outbox.entries()? {
             outbox.next_sequence = outbox.next_sequence.max(entry.sequence + 1);
             if let Some(key) = queue_key(&entry.path) {
@@ -76,7 +92,7 @@ impl Outbox {
     /// already queued.
     pub fn put(&mut self, message: &Message) -> std::io::Result<bool> {
         let key = format!("{}-{}", message.descriptor, message.alert_id);
-        if self.queued.contains(&key) {
+        if self.queued.contains(&key) || self.delivered.contains(&key) {
             return Ok(false);
         }
         let name = format!("{:020}-{key}.json", self.next_sequence);
@@ -124,11 +140,42 @@ impl Outbox {
         }
     }
 
-    /// Removes a delivered message.
+    /// Marks a message delivered: its file moves to `delivered/`, where it keeps the same
+    /// alert from being queued again until the retention time ends.
     pub fn remove(&mut self, entry: &Entry) -> std::io::Result<()> {
-        std::fs::remove_file(&entry.path)?;
-        if let Some(key) = queue_key(&entry.path) {
-            self.queued.remove(&key);
+        let Some(key) = queue_key(&entry.path) else {
+            return std::fs::remove_file(&entry.path);
+        };
+        let target = self.delivered_dir.join(&key);
+        std::fs::rename(&entry.path, &target)?;
+        // The file's time starts the retention.
+        File::options()
+            .write(true)
+            .open(&target)?
+            .set_modified(std::time::SystemTime::now())?;
+        self.queued.remove(&key);
+        self.delivered.insert(key);
+        if self.delivered.len().is_multiple_of(256) {
+            self.prune_delivered(std::time::SystemTime::now())?;
+        }
+        Ok(())
+    }
+
+    /// Forgets delivered messages older than the retention time, and loads the others.
+    fn prune_delivered(&mut self, now: std::time::SystemTime) -> std::io::Result<()> {
+        let retention = std::time::Duration::from_secs(DELIVERED_RETENTION_SECONDS);
+        self.delivered.clear();
+        for entry in std::fs::read_dir(&self.delivered_dir)?.flatten() {
+            let expired = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .map(|modified| now.duration_since(modified).unwrap_or_default() > retention)
+                .unwrap_or(true);
+            if expired {
+                let _ = std::fs::remove_file(entry.path());
+            } else if let Some(name) = entry.file_name().to_str() {
+                self.delivered.insert(name.to_owned());
+            }
         }
         Ok(())
     }
@@ -227,6 +274,39 @@ mod tests {
         let mut outbox = Outbox::open(dir.path()).unwrap();
         assert!(!outbox.put(&message("a")).unwrap());
         assert_eq!(outbox.len(), 1);
+    }
+
+    #[test]
+    fn outbox_does_not_queue_a_delivered_message_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        assert!(outbox.put(&message("a")).unwrap());
+        let entry = outbox.entries().unwrap().remove(0);
+        outbox.remove(&entry).unwrap();
+        assert_eq!(outbox.len(), 0);
+        assert!(!outbox.put(&message("a")).unwrap(), "a retried commit");
+        drop(outbox);
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        assert!(
+            !outbox.put(&message("a")).unwrap(),
+            "a line read again after a crash"
+        );
+        assert!(outbox.entries().unwrap().is_empty());
+        assert!(outbox.put(&message("b")).unwrap());
+    }
+
+    #[test]
+    fn outbox_forgets_delivered_messages_after_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        outbox.put(&message("a")).unwrap();
+        let entry = outbox.entries().unwrap().remove(0);
+        outbox.remove(&entry).unwrap();
+        let later = std::time::SystemTime::now()
+            + std::time::Duration::from_secs(DELIVERED_RETENTION_SECONDS + 60);
+        outbox.prune_delivered(later).unwrap();
+        assert!(outbox.put(&message("a")).unwrap());
+        assert!(!dir.path().join("delivered/security-a").exists());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod faults;
 pub mod kinesis;
 pub mod webhook;
 
