@@ -2,56 +2,126 @@
 """Measures `edgealert run` on generated osquery result logs.
 
 Figures, each as the median of several runs where the figure allows it:
-- throughput: lines/s and MiB/s from a pre-written log to the records sink, with the agent
-  pinned to one core;
+- throughput: lines/s, rows/s and MiB/s from a pre-written log to the records sink, with the
+  agent pinned to one core, on two inputs from scripts/gen_osquery.py: the `processes`
+  profile (the input of earlier figures) and the `fleet` query mix;
 - latency: time from a line appended the way osqueryd appends (open, one write, close) to
-  its alert in the alerts file;
-- memory and idle CPU: RSS while lines arrive at 5,000 a second, then CPU while idle.
+  its alert in the alerts file and to the webhook request;
+- memory and idle CPU: RSS while rows arrive at 5,000 a second, then CPU while idle.
 
-The harness runs on core 0 and pins the agent to core 1 with taskset. Everything happens in
-a temporary directory; nothing touches the network.
+The agent runs on core AGENT_CORE and this harness on HARNESS_CORE, each pinned with
+sched_setaffinity (taskset for the agent). Everything happens in a temporary directory;
+the webhook receiver listens on 127.0.0.1 and the agent reaches nothing else.
+scripts/bench_kinesis.py reuses Agent and memory_and_idle with Kinesis forwarding on.
 """
 
+import ctypes
 import http.server
 import json
 import os
 import threading
-import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+# No __pycache__ beside the scripts: the repository does not ignore it.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gen_osquery  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(REPO, "target", "release", "edgealert")
-NAMES = ["sshd", "nginx", "postgres", "python3", "node", "java", "containerd", "bash", "cron"]
-QUERIES = ["pack_detection_processes", "pack_detection_listening_processes",
-           "pack_incident-response_process_open_sockets", "pack_detection_process_events"]
+AGENT_CORE = 0
+HARNESS_CORE = 1
+
+# Fake credentials and no instance metadata, so the AWS SDK inside the agent never tries to
+# reach an address other than the configured 127.0.0.1 endpoints.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAEDGEALERTBENCH",
+    "AWS_SECRET_ACCESS_KEY": "edgealert-bench-not-a-secret",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": "/nonexistent/edgealert-bench",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/edgealert-bench",
+}
 
 
-def process_line(rng, name=None, pid=None, query=None):
-    """Returns one differential event line of about 880 bytes, like the Rust generator's."""
-    name = name or rng.choice(NAMES)
-    pid = pid if pid is not None else 1000 + rng.randrange(60000)
-    host = "web-%02d.corp.example" % rng.randrange(40)
-    record = {
-        "name": query or rng.choice(QUERIES), "hostIdentifier": host,
-        "calendarTime": "Fri Mar 14 09:12:03 2025 UTC", "unixTime": 1741943523 + rng.randrange(86400),
-        "epoch": 0, "counter": 1 + rng.randrange(500), "numerics": False,
-        "decorations": {"host_uuid": "8F3A2C1E-5B7D-4E90-A1C3-6D2F0B9E4A17", "hostname": host, "username": "ops"},
-        "columns": {
-            "cmdline": "/usr/bin/%s --config /etc/%s/%s.conf --workers %d" % (name, name, name, rng.randrange(16)),
-            "cwd": "/", "egid": "0", "euid": "0", "gid": "0", "name": name, "nice": "0", "on_disk": "1",
-            "parent": "1", "path": "/usr/bin/" + name, "pgroup": str(pid), "pid": str(pid),
-            "resident_size": str(rng.randrange(1 << 30)), "root": "/", "sgid": "0",
-            "start_time": str(1741900000 + rng.randrange(40000)), "state": "S", "suid": "0",
-            "system_time": str(rng.randrange(100000)), "threads": str(rng.randrange(64)), "uid": "0",
-            "user_time": str(rng.randrange(100000)), "address": "0.0.0.0", "port": str(rng.randrange(65535)),
-            "protocol": "6", "family": "2"},
-        "action": "added"}
-    return (json.dumps(record, separators=(",", ":")) + "\n").encode()
+def stop_with_harness():
+    """Ask the kernel to send SIGTERM to this child when the harness exits, so an agent does
+    not outlive a harness that crashed. Runs in the child between fork and exec."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def pin_harness():
+    """Pin this process to HARNESS_CORE, away from the agent's core, when the machine has it."""
+    if HARNESS_CORE in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {HARNESS_CORE})
+
+
+def machine_context():
+    """Return what the figures depend on: commit, kernel, CPU model, cores and load.
+
+    scripts/bench sets EDGEALERT_BENCH_BUILD to the commit it built, because HEAD can move
+    while the benchmarks run. Uncommitted changes count only in the paths that go into the
+    binary or its configuration."""
+    def run(*command):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        return result.stdout.strip()
+
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    built_paths = ["agent/src", "agent/Cargo.toml", "rules-core/src", "rules-core/Cargo.toml", "tailer/src",
+                   "tailer/Cargo.toml", "conf", "Cargo.toml", "Cargo.lock"]
+    return {"build": os.environ.get("EDGEALERT_BENCH_BUILD", ""),
+            "head": run("git", "rev-parse", "--short", "HEAD"),
+            "head_uncommitted_changes": run("git", "status", "--porcelain", "--", *built_paths) != "",
+            "kernel": os.uname().release, "cpu": cpu, "cores": os.cpu_count(),
+            "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def schedstat(pid):
+    """Return (on-CPU seconds, seconds runnable but waiting for a CPU) summed over every
+    thread of process `pid`, from /proc/PID/task/*/schedstat. Threads that exited are not
+    counted. The waiting time shows how much other processes on the same core slowed it."""
+    on_cpu = waiting = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                fields = f.read().split()
+        except FileNotFoundError:
+            continue
+        on_cpu += int(fields[0])
+        waiting += int(fields[1])
+    return on_cpu / 1e9, waiting / 1e9
+
+
+def cpu_seconds(pid):
+    """Return the on-CPU time of every thread of process `pid`, in seconds."""
+    return schedstat(pid)[0]
+
+
+def wakeups(pid):
+    """Return the voluntary context switches of every thread of process `pid`: a thread
+    switches voluntarily each time it blocks, so an idle agent counts one per wake-up."""
+    total = 0
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, task)) as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
 
 
 class Receiver:
@@ -82,11 +152,13 @@ class Receiver:
 class Agent:
     """An `edgealert run` process in its own temporary directory."""
 
-    def __init__(self, root, start_at="beginning"):
+    def __init__(self, root, start_at="beginning", records=True, settings=None, log_level="warn"):
         self.root = root
+        self.log_level = log_level
         self.log = os.path.join(root, "logs", "osqueryd.results.log")
         self.records = os.path.join(root, "records.jsonl")
         self.alerts = os.path.join(root, "state", "alerts.jsonl")
+        self.status_path = os.path.join(root, "state", "status.json")
         shutil.copytree(os.path.join(REPO, "conf"), os.path.join(root, "conf"))
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
         self.receiver = Receiver()
@@ -94,21 +166,24 @@ class Agent:
         with open(secret, "w") as f:
             f.write(self.receiver.url())
         os.chmod(secret, 0o600)
-        settings = {"files": [self.log], "state_dir": os.path.join(root, "state"),
-                    "records_file": self.records, "start_at": start_at,
-                    "slack": {"webhooks": {"security": {"file": secret}}}}
+        agent_settings = {"files": [self.log], "state_dir": os.path.join(root, "state"),
+                          "start_at": start_at, "slack": {"webhooks": {"security": {"file": secret}}}}
+        if records:
+            agent_settings["records_file"] = self.records
+        agent_settings.update(settings or {})
         with open(os.path.join(root, "conf", "agent.json"), "w") as f:
-            json.dump(settings, f)
+            json.dump(agent_settings, f)
         self.process = None
 
     def start(self):
         stderr = open(os.path.join(self.root, "agent.log"), "ab")
         self.process = subprocess.Popen(
-            ["taskset", "-c", "1", BIN, "run", "--conf", os.path.join(self.root, "conf"), "--log-format", "json"],
-            stdout=subprocess.DEVNULL, stderr=stderr, env=dict(os.environ, RUST_LOG="warn"))
-        status = os.path.join(self.root, "state", "status.json")
+            ["taskset", "-c", str(AGENT_CORE), BIN, "run", "--conf", os.path.join(self.root, "conf"),
+             "--log-format", "json"],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=dict(os.environ, RUST_LOG=self.log_level, **AWS_ENV),
+            preexec_fn=stop_with_harness)
         deadline = time.time() + 30
-        while not os.path.exists(status):
+        while not os.path.exists(self.status_path):
             if time.time() > deadline:
                 sys.exit("the agent did not start; see " + os.path.join(self.root, "agent.log"))
             time.sleep(0.01)
@@ -122,6 +197,14 @@ class Agent:
         with open("/proc/%d/stat" % self.process.pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
+
+    def status(self):
+        """Return the agent's status.json, or an empty dict while it is being replaced."""
+        try:
+            with open(self.status_path) as f:
+                return json.load(f)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
 
     def rss_kib(self):
         with open("/proc/%d/status" % self.process.pid) as f:
@@ -138,9 +221,10 @@ def size(path):
         return 0
 
 
-def throughput(lines, runs):
-    rng = random.Random(1)
-    data = b"".join(process_line(rng) for _ in range(lines))
+def throughput(profile, lines, runs):
+    generated = gen_osquery.generate(1, lines=lines, profile=profile)
+    data = b"".join(line.data for line in generated)
+    rows = sum(line.rows for line in generated)
     results = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as root:
@@ -155,8 +239,9 @@ def throughput(lines, runs):
             agent.stop()
             results.append(elapsed)
     median = statistics.median(results)
-    return {"lines": lines, "bytes": len(data), "runs": runs,
-            "seconds": results, "lines_per_s": lines / median, "mib_per_s": len(data) / median / 2**20}
+    return {"profile": profile, "lines": lines, "rows": rows, "bytes": len(data), "runs": runs,
+            "seconds": results, "lines_per_s": lines / median, "rows_per_s": rows / median,
+            "mib_per_s": len(data) / median / 2**20}
 
 
 def percentile(values, fraction):
@@ -168,13 +253,14 @@ def latency(samples, spacing):
     """Appends one netcat listener line at a time, `spacing` seconds apart so Slack's rate
     limit of about one message a second does not queue them, and times the alert file
     write and the webhook request."""
-    rng = random.Random(2)
+    generator = gen_osquery.FleetGenerator(2)
     to_file, to_slack = [], []
     with tempfile.TemporaryDirectory() as root:
         agent = Agent(root)
         agent.start()
-        for index in range(samples):
-            line = process_line(rng, name="nc", pid=200000 + index, query="pack_detection_listening_processes")
+        for _ in range(samples):
+            # Each netcat listener has a new pid, so the rule's dedup never suppresses its alert.
+            line = generator.netcat_listener().data
             before_file, before_slack = size(agent.alerts), len(agent.receiver.received)
             started = time.perf_counter()
             with open(agent.log, "ab") as f:
@@ -196,40 +282,65 @@ def latency(samples, spacing):
             "webhook_max_ms": max(to_slack)}
 
 
-def memory_and_idle(rate, seconds, idle_seconds):
-    rng = random.Random(3)
+def memory_and_idle(rate, seconds, idle_seconds, settings=None):
+    """Append fleet lines carrying `rate` rows a second for `seconds`, in batches every 10 ms,
+    sample RSS every half second, then count CPU time over `idle_seconds` of no input.
+    `settings` are merged into agent.json, for example a `kinesis` section."""
+    lines = gen_osquery.generate(3, rows=rate * seconds)
+    ticks_per_second = 100
+    chunks, pending, next_rows = [], [], rate / ticks_per_second
+    written_rows = 0
+    for line in lines:
+        pending.append(line.data)
+        written_rows += line.rows
+        if written_rows >= next_rows:
+            chunks.append(b"".join(pending))
+            pending = []
+            next_rows += rate / ticks_per_second
+    if pending:
+        chunks.append(b"".join(pending))
     with tempfile.TemporaryDirectory() as root:
-        agent = Agent(root)
+        agent = Agent(root, settings=settings)
         agent.start()
-        batch = rate // 100
         rss = []
         started = time.perf_counter()
-        for tick in range(seconds * 100):
-            chunk = b"".join(process_line(rng) for _ in range(batch))
+        for tick, chunk in enumerate(chunks):
             with open(agent.log, "ab") as f:
                 f.write(chunk)
             if tick % 50 == 0 and tick > 0:
                 rss.append(agent.rss_kib())
-            next_tick = started + (tick + 1) / 100
+            next_tick = started + (tick + 1) / ticks_per_second
             time.sleep(max(0.0, next_tick - time.perf_counter()))
         time.sleep(2)
-        ticks = agent.cpu_ticks()
+        ticks, cpu, wakes = agent.cpu_ticks(), cpu_seconds(agent.process.pid), wakeups(agent.process.pid)
         time.sleep(idle_seconds)
         idle_ticks = agent.cpu_ticks() - ticks
+        idle_cpu = cpu_seconds(agent.process.pid) - cpu
+        idle_wakeups = wakeups(agent.process.pid) - wakes
+        status = agent.status()
         agent.stop()
     clock = os.sysconf("SC_CLK_TCK")
-    return {"rate": rate, "seconds": seconds, "rss_median_mib": statistics.median(rss) / 1024,
-            "rss_max_mib": max(rss) / 1024, "idle_seconds": idle_seconds,
-            "idle_cpu_percent": 100.0 * idle_ticks / clock / idle_seconds}
+    return {"rate_rows_per_s": rate, "seconds": seconds, "lines": len(lines),
+            "rows": sum(line.rows for line in lines), "rss_samples": len(rss),
+            "rss_median_mib": statistics.median(rss) / 1024, "rss_max_mib": max(rss) / 1024,
+            "idle_seconds": idle_seconds, "idle_ticks": idle_ticks,
+            "idle_cpu_percent": 100.0 * idle_ticks / clock / idle_seconds,
+            "idle_cpu_percent_schedstat": 100.0 * idle_cpu / idle_seconds,
+            "idle_wakeups_per_s": idle_wakeups / idle_seconds,
+            "kinesis": status.get("kinesis")}
 
 
 def main():
     quick = "--quick" in sys.argv
+    pin_harness()
+    lines, runs = (20000, 1) if quick else (100000, 3)
     report = {
-        "throughput": throughput(20000 if quick else 100000, 1 if quick else 3),
+        "machine": machine_context(),
+        "throughput": [throughput("processes", lines, runs), throughput("fleet", lines, runs)],
         "latency": latency(10 if quick else 100, 1.1),
         "memory_and_idle": memory_and_idle(5000, 5 if quick else 20, 5 if quick else 30),
     }
+    report["load_average_at_end"] = os.getloadavg()
     print(json.dumps(report, indent=2))
 
 

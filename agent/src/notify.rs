@@ -40,6 +40,8 @@ pub struct Notifier {
     max_backlog: usize,
     /// Descriptors with a loaded webhook URL.
     descriptors: BTreeSet<String>,
+    /// True when `prepare` saw alerts whose dedup and burst changes are not saved yet.
+    unsaved: std::sync::atomic::AtomicBool,
 }
 
 /// Slack delivery report shown by `edgealert status`.
@@ -109,6 +111,7 @@ impl Notifier {
             bursts_path,
             max_backlog: usize::try_from(settings.max_backlog.max(1)).unwrap_or(usize::MAX),
             descriptors,
+            unsaved: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -121,6 +124,11 @@ impl Notifier {
     /// recorded in memory; [`Notifier::commit`] makes them durable.
     pub fn prepare(&self, config: &Config, alerts: &[Alert], now: u64) -> Vec<Message> {
         let mut messages = Vec::new();
+        if alerts.is_empty() {
+            return messages;
+        }
+        self.unsaved
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let Ok(mut dedup) = self.dedup.lock() else {
             return messages;
         };
@@ -231,12 +239,19 @@ impl Notifier {
     /// outbox skips a message whose output and alert id are already queued.
     pub fn commit(&self, messages: &[Message]) -> Result<()> {
         self.put(messages)?;
+        // A batch without alerts changed neither state, so nothing is written or synced.
+        if !self.unsaved.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         self.save_bursts()?;
         let dedup = self
             .dedup
             .lock()
             .map_err(|_| anyhow::anyhow!("dedup state lock poisoned"))?;
-        save_dedup(&self.dedup_path, &dedup)
+        save_dedup(&self.dedup_path, &dedup)?;
+        self.unsaved
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Queues the digests of dedup windows that ended by `now`.

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     /// The same flag as `shutdown`, shareable with the forwarder task.
     shutdown_flag: Arc<AtomicBool>,
+    /// Wakes the forwarder task at shutdown.
+    shutdown_signal: Arc<tokio::sync::Notify>,
     status: Mutex<StatusFile>,
     /// Slack delivery, for the status report.
     pub(crate) notifier: Arc<Notifier>,
@@ -104,6 +106,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
         config_generation: Default::default(),
         shutdown: AtomicBool::new(false),
         shutdown_flag: Arc::new(AtomicBool::new(false)),
+        shutdown_signal: Arc::new(tokio::sync::Notify::new()),
         status: Mutex::new(StatusFile {
             followed: settings.files.clone(),
             ..StatusFile::new(&config, &sinks.describe())
@@ -144,6 +147,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
                 }),
                 status,
                 Arc::clone(&shared.shutdown_flag),
+                Arc::clone(&shared.shutdown_signal),
                 Duration::from_millis(settings.shutdown_timeout_ms),
             )
             .await
@@ -180,6 +184,7 @@ async fn service(args: &Args) -> Result<std::process::ExitCode> {
     tracing::info!("Shutdown requested; flushing sinks and writing the final checkpoint.");
     shared.shutdown.store(true, Ordering::SeqCst);
     shared.shutdown_flag.store(true, Ordering::SeqCst);
+    shared.shutdown_signal.notify_one();
     let _ = tail_tx.send(TailMessage::Wake);
     drop(tail_tx);
 

@@ -58,7 +58,9 @@ impl Moto {
     }
 
     async fn sdk(&self) -> aws_config::SdkConfig {
-        let mut loader = aws_config::from_env();
+        // The SDK crates are built without a default HTTP client; moto is plain HTTP.
+        let mut loader = aws_config::from_env()
+            .http_client(aws_smithy_http_client::Builder::new().build_http());
         for (name, value) in &self.env {
             match name.as_str() {
                 "AWS_ENDPOINT_URL" => loader = loader.endpoint_url(value),

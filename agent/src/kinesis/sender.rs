@@ -122,6 +122,7 @@ pub struct Sender {
     last_logged_error: Option<String>,
     spool_failing: bool,
     spill_retry_at: Option<Instant>,
+    shutdown_signal: Arc<tokio::sync::Notify>,
     shutdown_timeout: Duration,
 }
 
@@ -135,6 +136,7 @@ impl Sender {
         ack: AckFn,
         status: StatusHandle,
         shutdown: Arc<AtomicBool>,
+        shutdown_signal: Arc<tokio::sync::Notify>,
         shutdown_timeout: Duration,
     ) -> anyhow::Result<Sender> {
         let sdk = crate::aws::load(settings.region.as_deref(), settings.endpoint.as_deref()).await;
@@ -180,6 +182,7 @@ impl Sender {
             last_logged_error: None,
             spool_failing: false,
             spill_retry_at: None,
+            shutdown_signal,
             shutdown_timeout,
             settings,
         })
@@ -270,6 +273,7 @@ impl Sender {
                     self.finish_call(from, count, result);
                 }
                 () = tokio::time::sleep_until(wake.into()) => {}
+                () = self.shutdown_signal.notified(), if shutdown_at.is_none() => {}
             }
         }
         self.publish_status();
@@ -292,7 +296,10 @@ impl Sender {
     }
 
     fn next_wake(&self, now: Instant, inflight: bool) -> Instant {
-        let mut wake = now + Duration::from_millis(100);
+        // An idle forwarder wakes rarely; a new batch or the shutdown signal wakes it
+        // sooner. Work in memory or the spool is retried at least every 100 ms.
+        let idle = self.memory.is_empty() && self.spool.is_empty() && self.window.is_empty();
+        let mut wake = now + Duration::from_millis(if idle { 5_000 } else { 100 });
         if let Some(due) = self.packer.next_due() {
             wake = wake.min(due);
         }

@@ -159,9 +159,18 @@ impl Spool {
                 .extend(scan.holes.into_iter().map(|(from, to)| (number, from, to)));
             spool.segments.push_back((number, scan.end));
         }
-        if spool.head.segment < spool.segments.front().map_or(spool.head.segment, |s| s.0) {
+        // A head in a segment that is gone (removed after its records were accepted, before
+        // the head file was written) starts at the next segment.
+        let head_present = spool
+            .segments
+            .iter()
+            .any(|(number, _)| *number == spool.head.segment);
+        if !head_present && (spool.head.offset > 0 || !spool.segments.is_empty()) {
             spool.head = SpoolPos {
-                segment: spool.segments[0].0,
+                segment: spool
+                    .segments
+                    .front()
+                    .map_or(spool.head.segment + 1, |(number, _)| *number),
                 offset: 0,
             };
             spool.read = spool.head;
@@ -340,15 +349,9 @@ impl Spool {
     pub fn commit(&mut self, next: SpoolPos, accepted: u64) -> Result<(), SpoolError> {
         self.head = next;
         self.records = self.records.saturating_sub(accepted);
-        let head_path = self.dir.join("head");
-        let temp = self.dir.join("head.tmp");
-        let bytes = serde_json::to_vec(&self.head).unwrap_or_default();
-        {
-            let mut file = File::create(&temp).map_err(io(&temp))?;
-            file.write_all(&bytes).map_err(io(&temp))?;
-            file.sync_all().map_err(io(&temp))?;
-        }
-        std::fs::rename(&temp, &head_path).map_err(io(&head_path))?;
+        // Segments go before the head file is written: removing accepted records frees
+        // space even on a full disk, and a stale head file pointing into a removed segment
+        // is corrected at open.
         let last = self.segments.back().map(|(number, _)| *number);
         while let Some(&(number, size)) = self.segments.front() {
             let consumed = number < self.head.segment
@@ -363,30 +366,36 @@ impl Spool {
             self.segments.pop_front();
             self.holes.retain(|(segment, _, _)| *segment != number);
         }
-        if self.records == 0 {
+        if self.records == 0
+            && let Some(&(number, size)) = self.segments.back()
+            && self.head
+                == (SpoolPos {
+                    segment: number,
+                    offset: size,
+                })
+        {
             // Start over in a fresh segment once everything was accepted.
-            if let Some(&(number, size)) = self.segments.back()
-                && self.head
-                    == (SpoolPos {
-                        segment: number,
-                        offset: size,
-                    })
-            {
-                let path = self.segment_path(number);
-                std::fs::remove_file(&path).map_err(io(&path))?;
-                self.segments.clear();
-                self.writer = None;
-                self.head = SpoolPos {
-                    segment: number + 1,
-                    offset: 0,
-                };
-                self.read = self.head;
-                let bytes = serde_json::to_vec(&self.head).unwrap_or_default();
-                std::fs::write(&temp, &bytes).map_err(io(&temp))?;
-                std::fs::rename(&temp, &head_path).map_err(io(&head_path))?;
-            }
-            sync_dir(&self.dir)?;
+            let path = self.segment_path(number);
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            self.segments.clear();
+            self.holes.clear();
+            self.writer = None;
+            self.head = SpoolPos {
+                segment: number + 1,
+                offset: 0,
+            };
+            self.read = self.head;
         }
+        let head_path = self.dir.join("head");
+        let temp = self.dir.join("head.tmp");
+        let bytes = serde_json::to_vec(&self.head).unwrap_or_default();
+        {
+            let mut file = File::create(&temp).map_err(io(&temp))?;
+            file.write_all(&bytes).map_err(io(&temp))?;
+            file.sync_all().map_err(io(&temp))?;
+        }
+        std::fs::rename(&temp, &head_path).map_err(io(&head_path))?;
+        sync_dir(&self.dir)?;
         Ok(())
     }
 
@@ -629,6 +638,18 @@ mod tests {
             bytes.len(),
             "nothing is cut"
         );
+    }
+
+    #[test]
+    fn spool_ignores_a_stale_head_into_a_removed_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("head"), br#"{"segment":3,"offset":500}"#).unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(spool.is_empty());
+        spool.append([("k", 1, &b"new"[..])]).unwrap();
+        drop(spool);
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(records(&mut spool), vec![("k".into(), b"new".to_vec())]);
     }
 
     #[test]

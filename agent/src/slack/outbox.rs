@@ -148,11 +148,11 @@ impl Outbox {
         };
         let target = self.delivered_dir.join(&key);
         std::fs::rename(&entry.path, &target)?;
-        // The file's time starts the retention.
-        File::options()
-            .write(true)
-            .open(&target)?
-            .set_modified(std::time::SystemTime::now())?;
+        // Only the name and time matter: emptying the file keeps the records small on a
+        // full disk, and its time starts the retention.
+        let file = File::options().write(true).open(&target)?;
+        file.set_len(0)?;
+        file.set_modified(std::time::SystemTime::now())?;
         self.queued.remove(&key);
         self.delivered.insert(key);
         if self.delivered.len().is_multiple_of(256) {
