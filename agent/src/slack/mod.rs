@@ -18,6 +18,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use webhook::{Attempt, Jitter, RateLimiter};
 
 use outbox::{Entry, Outbox};
 use secrets::{SecretSource, WebhookUrl};
@@ -150,14 +151,6 @@ struct Sender {
     wake: watch::Receiver<u64>,
 }
 
-/// Outcome of one request.
-enum Attempt {
-    Delivered,
-    RetryAfter(Duration),
-    Retry(String),
-    Permanent(String),
-}
-
 impl Sender {
     async fn run(mut self) {
         loop {
@@ -240,40 +233,8 @@ impl Sender {
     }
 
     async fn post(&self, payload: &serde_json::Value) -> Attempt {
-        let response = match self
-            .client
-            .post(self.url.expose())
-            .json(payload)
-            .send()
-            .await
-        {
-            Ok(response) => response,
-            // `without_url` keeps the secret out of the message.
-            Err(error) => return Attempt::Retry(error.without_url().to_string()),
-        };
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok());
-        let body = response.text().await.unwrap_or_default();
-        let body: String = body.chars().take(200).collect();
-        if status.is_success() {
-            return Attempt::Delivered;
-        }
-        if status.as_u16() == 429 {
-            let seconds = retry_after
-                .unwrap_or(1)
-                .min(self.settings.max_retry_after_seconds);
-            return Attempt::RetryAfter(Duration::from_secs(seconds.max(1)));
-        }
-        let error = format!("HTTP {}: {}", status.as_u16(), body.trim());
-        if status.is_server_error() || status.as_u16() == 408 {
-            Attempt::Retry(error)
-        } else {
-            Attempt::Permanent(error)
-        }
+        let request = self.client.post(self.url.expose()).json(payload);
+        webhook::post(request, self.settings.max_retry_after_seconds).await
     }
 
     fn finish(&self, entry: &Entry, error: Option<String>) {
@@ -299,62 +260,5 @@ impl Sender {
                 });
             }
         }
-    }
-}
-
-/// Token bucket: `burst` messages back to back, then one per `interval`.
-struct RateLimiter {
-    capacity: f64,
-    tokens: f64,
-    interval: Duration,
-    last: tokio::time::Instant,
-}
-
-impl RateLimiter {
-    fn new(burst: u32, interval: Duration) -> RateLimiter {
-        let capacity = f64::from(burst.max(1));
-        RateLimiter {
-            capacity,
-            tokens: capacity,
-            interval,
-            last: tokio::time::Instant::now(),
-        }
-    }
-
-    async fn acquire(&mut self) {
-        loop {
-            let now = tokio::time::Instant::now();
-            let refill =
-                now.duration_since(self.last).as_secs_f64() / self.interval.as_secs_f64().max(1e-6);
-            self.tokens = (self.tokens + refill).min(self.capacity);
-            self.last = now;
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                return;
-            }
-            let missing = (1.0 - self.tokens) * self.interval.as_secs_f64();
-            tokio::time::sleep(Duration::from_secs_f64(missing)).await;
-        }
-    }
-}
-
-/// Exponential backoff with full jitter: a uniform wait in `[0, min(60 s, 0.5 s × 2^n))`.
-struct Jitter(u64);
-
-impl Jitter {
-    fn seeded() -> Jitter {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|duration| duration.subsec_nanos())
-            .unwrap_or(1);
-        Jitter(u64::from(nanos) | 1)
-    }
-
-    fn backoff(&mut self, failures: u32) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let ceiling_ms = (500u64 << failures.min(7)).min(60_000);
-        Duration::from_millis(self.0 % ceiling_ms.max(1))
     }
 }
