@@ -8,6 +8,7 @@
 //!   classifier accepts the strings.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rules_core::Source;
 use rules_core::kinesis::{self, CodecError, Decoded, EntryKind};
@@ -33,10 +34,10 @@ pub enum Origin {
     Entry {
         /// Index of the entry in the record.
         index: usize,
-        /// The agent's host identity from the record header.
-        agent: String,
+        /// The agent's host identity from the record header, shared by the record's lines.
+        agent: Arc<str>,
         /// Path of the osquery log the line was read from, when the entry names one.
-        file: Option<String>,
+        file: Option<Arc<str>>,
         /// Byte offset of the line in that file.
         offset: u64,
         /// Kind of the entry.
@@ -54,20 +55,24 @@ pub fn lines(data: &[u8]) -> Result<Vec<Line<'_>>, CodecError> {
         }]),
         Decoded::Packed(packed) => {
             let header = packed.header;
+            // One shared copy of the header's strings, however many entries name them.
+            let agent: Arc<str> = Arc::from(header.agent.as_str());
+            let files: Vec<Arc<str>> = header
+                .files
+                .iter()
+                .map(|file| Arc::from(file.path.as_str()))
+                .collect();
             let lines = packed
                 .entries
                 .into_iter()
                 .enumerate()
                 .map(|(index, entry)| {
-                    let file = header
-                        .files
-                        .get(usize::from(entry.file))
-                        .map(|file| file.path.clone());
+                    let file = files.get(usize::from(entry.file)).cloned();
                     Line {
                         agent_notified: entry.notified(),
                         origin: Origin::Entry {
                             index,
-                            agent: header.agent.clone(),
+                            agent: Arc::clone(&agent),
                             file,
                             offset: entry.offset,
                             kind: entry.kind,

@@ -26,13 +26,20 @@ create_user() {
     if grep -q '^edgealert:' "$root/etc/passwd" 2>/dev/null; then
         return 0
     fi
+    # An existing edgealert group, left by an earlier install, becomes the user's group.
+    group="--user-group"
+    if grep -q '^edgealert:' "$root/etc/group" 2>/dev/null; then
+        group="--gid edgealert"
+    fi
     if command -v systemd-sysusers >/dev/null 2>&1; then
         systemd-sysusers --root="${root:-/}" edgealert.conf
     elif [ -n "$root" ]; then
-        useradd --prefix "$root" --system --user-group --home-dir /var/lib/edgealert \
+        # shellcheck disable=SC2086 # $group is two words on purpose.
+        useradd --prefix "$root" --system $group --home-dir /var/lib/edgealert \
             --no-create-home --shell /usr/sbin/nologin --comment "edgealert osquery agent" edgealert
     else
-        useradd --system --user-group --home-dir /var/lib/edgealert \
+        # shellcheck disable=SC2086 # $group is two words on purpose.
+        useradd --system $group --home-dir /var/lib/edgealert \
             --no-create-home --shell /usr/sbin/nologin --comment "edgealert osquery agent" edgealert
     fi
 }

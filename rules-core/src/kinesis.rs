@@ -36,8 +36,16 @@ pub const MAX_PARTITION_KEY_BYTES: usize = 256;
 pub const ENTRY_HEADER_BYTES: usize = 20;
 
 /// Most bytes a packed body may expand to when decoded; larger bodies are rejected so that
-/// a hostile record cannot exhaust the decoder's memory.
-pub const MAX_DECODED_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// a hostile record cannot exhaust the decoder's memory. The agent writes bodies of at most
+/// 1 MiB.
+pub const MAX_DECODED_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most entries a packed record may hold when decoded. A 1 MiB body of the agent holds at
+/// most about 50,000, since every entry takes 20 bytes of frame header.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// Most bytes of the header line of a packed body.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
 /// Value of an entry's file index when the entry has no source file.
 pub const NO_FILE: u16 = u16::MAX;
@@ -377,6 +385,11 @@ fn decode_packed(rest: &[u8]) -> Result<PackedRecord, CodecError> {
             .ok_or_else(|| CodecError::Header {
                 reason: "no header line".into(),
             })?;
+    if newline > MAX_HEADER_BYTES {
+        return Err(CodecError::Header {
+            reason: format!("the header line has {newline} bytes, more than {MAX_HEADER_BYTES}"),
+        });
+    }
     let header: PackedHeader =
         serde_json::from_slice(&body[..newline]).map_err(|error| CodecError::Header {
             reason: error.to_string(),
@@ -388,6 +401,13 @@ fn decode_packed(rest: &[u8]) -> Result<PackedRecord, CodecError> {
     let mut at = newline + 1;
     while at < body.len() {
         let index = entries.len();
+        if index >= MAX_ENTRIES {
+            return Err(CodecError::Entry {
+                index,
+                at,
+                reason: format!("more than {MAX_ENTRIES} entries in one record"),
+            });
+        }
         let invalid = |reason: String| CodecError::Entry { index, at, reason };
         let frame = body.get(at..at + ENTRY_HEADER_BYTES).ok_or_else(|| {
             invalid(format!(
@@ -846,6 +866,35 @@ mod tests {
         assert!(matches!(
             decode(b"EAP1\x00no newline").unwrap_err(),
             CodecError::Header { .. }
+        ));
+    }
+
+    #[test]
+    fn decode_refuses_more_entries_than_the_limit() {
+        let mut writer = PackedWriter::new("h", "v");
+        for _ in 0..=MAX_ENTRIES {
+            writer
+                .push(&Entry {
+                    file: NO_FILE,
+                    ..entry(EntryKind::Line, 0, b"")
+                })
+                .unwrap();
+        }
+        let record = writer.finish(Codec::Zstd, 1);
+        assert!(matches!(
+            decode(&record).unwrap_err(),
+            CodecError::Entry { index, reason, .. }
+                if index == MAX_ENTRIES && reason == "more than 100000 entries in one record"
+        ));
+    }
+
+    #[test]
+    fn decode_refuses_a_header_line_over_the_limit() {
+        let agent = "A".repeat(MAX_HEADER_BYTES);
+        let record = PackedWriter::new(&agent, "v").finish(Codec::Zstd, 1);
+        assert!(matches!(
+            decode(&record).unwrap_err(),
+            CodecError::Header { reason } if reason.contains("more than 1048576")
         ));
     }
 
