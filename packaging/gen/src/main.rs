@@ -107,7 +107,7 @@ mod tests {
     fn description_comes_from_agent_manifest() {
         let description = package_description(AGENT_MANIFEST).unwrap();
         assert!(
-            description.starts_with("The edgealert agent:"),
+            description.starts_with("osquery edge agent:"),
             "{description}"
         );
     }
@@ -158,7 +158,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         generate(dir.path()).unwrap();
         let page = std::fs::read_to_string(dir.path().join("man/edgealert.1")).unwrap();
-        assert!(page.contains("The edgealert agent:"), "{page}");
+        assert!(page.contains("osquery edge agent:"), "{page}");
         assert!(page.contains("log\\-format"), "{page}");
         let run = std::fs::read_to_string(dir.path().join("man/edgealert-run.1")).unwrap();
         assert!(run.contains("state\\-dir"), "{run}");
