@@ -12,7 +12,10 @@
 //! bare 413. It never throttles, has no per-shard throughput or `GetRecords` rate limits,
 //! and never fails single entries. Use [`FaultProxy`] for those.
 
+// Explicit paths, because the Lambda's tests load this file with #[path] too.
+#[path = "kinesis/http.rs"]
 mod http;
+#[path = "kinesis/proxy.rs"]
 mod proxy;
 
 // A test crate that uses none of the proxy would otherwise warn about these.

@@ -4,8 +4,11 @@
 // Each test crate uses only some of the helpers.
 #![allow(dead_code)]
 
+// The agent's test helpers, shared rather than copied.
+#[path = "../../../agent/tests/common/kinesis.rs"]
 pub mod kinesis;
 pub mod runtime_api;
+#[path = "../../../agent/tests/common/webhook.rs"]
 pub mod webhook;
 
 use std::borrow::Cow;
