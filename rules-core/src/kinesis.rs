@@ -22,7 +22,7 @@ pub const PACKED_MAGIC: [u8; 4] = *b"EAP1";
 /// Most bytes of data plus partition key in one Kinesis record.
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
-/// Most records in one PutRecords request.
+/// Maximum number of records in one PutRecords request.
 pub const MAX_REQUEST_RECORDS: usize = 500;
 
 /// Most bytes of data plus partition keys in one PutRecords request.
@@ -40,8 +40,8 @@ pub const ENTRY_HEADER_BYTES: usize = 20;
 /// 1 MiB.
 pub const MAX_DECODED_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// Most entries a packed record may hold when decoded. A 1 MiB body of the agent holds at
-/// most about 50,000, since every entry takes 20 bytes of frame header.
+/// Maximum number of entries in a decoded packed record. A 1 MiB body of the agent contains
+/// at most about 50,000, since every entry takes 20 bytes of frame header.
 pub const MAX_ENTRIES: usize = 100_000;
 
 /// Most bytes of the header line of a packed body.
@@ -68,7 +68,7 @@ impl Codec {
     }
 }
 
-/// What an entry holds.
+/// Kind of content of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     /// A whole line of an osquery log, as osqueryd wrote it.
@@ -129,7 +129,7 @@ pub struct PackedHeader {
 /// One entry of a packed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry<'a> {
-    /// What the entry holds.
+    /// Kind of content.
     pub kind: EntryKind,
     /// Bit set of `FLAG_*` values.
     pub flags: u8,
@@ -289,7 +289,7 @@ pub struct PackedRecord {
     pub entries: Vec<Entry<'static>>,
 }
 
-/// Why a record could not be decoded.
+/// Error of decoding a record.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
     /// The record is neither packed nor JSON.
@@ -311,7 +311,7 @@ pub enum CodecError {
     /// The compressed body could not be decompressed.
     #[error("packed record body does not decompress: {reason}")]
     Decompress {
-        /// What the decompressor said.
+        /// Message of the decompressor.
         reason: String,
     },
     /// The body decompresses to more than [`MAX_DECODED_BODY_BYTES`].
@@ -323,7 +323,7 @@ pub enum CodecError {
     /// The header line is missing or is not a valid header.
     #[error("packed record header is invalid: {reason}")]
     Header {
-        /// What is wrong.
+        /// Description of the problem.
         reason: String,
     },
     /// The header names a format version this reader does not know.
@@ -339,7 +339,7 @@ pub enum CodecError {
         index: usize,
         /// Byte offset of the frame in the decompressed body.
         at: usize,
-        /// What is wrong.
+        /// Description of the problem.
         reason: String,
     },
     /// An entry is too large to frame.
@@ -468,13 +468,13 @@ fn decompress(payload: &[u8]) -> Result<Vec<u8>, CodecError> {
     Ok(body)
 }
 
-/// Why a line could not be split into rows.
+/// Error of splitting a line into rows.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SplitError {
     /// The line is not a JSON object.
     #[error("the line is not a JSON object: {reason}")]
     NotAnObject {
-        /// What is wrong, with the byte offset.
+        /// Description of the problem, with the byte offset.
         reason: String,
     },
     /// The line holds one row (event format) or no row array.

@@ -36,7 +36,7 @@ pub struct KinesisSettings {
     pub zstd_level: i32,
     /// Uncompressed size at which a packed record is closed, in bytes.
     pub packed_record_bytes: u64,
-    /// Longest time a line waits for more lines to share its record, in milliseconds.
+    /// Maximum time a line waits for more lines to share its record, in milliseconds.
     pub linger_ms: u64,
     /// Bytes of records held in memory before they move to the spool.
     pub max_buffer_bytes: u64,
@@ -47,7 +47,7 @@ pub struct KinesisSettings {
     pub spool_max_bytes: u64,
     /// Time allowed for one PutRecords call, in milliseconds.
     pub request_timeout_ms: u64,
-    /// Longest wait between two retries, in milliseconds.
+    /// Maximum wait between two retries, in milliseconds.
     pub max_backoff_ms: u64,
     /// Directory for records too large for Kinesis; default `STATE_DIR/dead-letter`.
     pub dead_letter_dir: Option<PathBuf>,

@@ -69,7 +69,7 @@ const THROTTLE_ERRORS: &[&str] = &[
     "KMSThrottlingException",
 ];
 
-/// Where the records of the call in flight came from.
+/// Source of the records of the call in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum From {
     Memory,
@@ -127,7 +127,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Creates the forwarder; `spool_dir` holds the spool.
+    /// Creates the forwarder; `spool_dir` is the spool directory.
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         settings: KinesisSettings,

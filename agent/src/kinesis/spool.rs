@@ -43,7 +43,7 @@ pub struct SpooledRecord {
     pub next: SpoolPos,
 }
 
-/// Why the spool failed.
+/// Error of a spool operation.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     /// A file operation failed.
