@@ -8,12 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::agent::{Agent, STREAM};
 use common::kinesis::{self, Emulator, StreamRecord};
 use common::webhook::Webhook;
 use common::*;
@@ -23,81 +22,7 @@ use edgealert_lambda::secrets::check_url;
 use edgealert_lambda::settings::Delivery;
 use rules_core::kinesis::Decoded;
 use rules_core::{Config, Source};
-
-const STREAM: &str = "edgealert";
-
-/// An `edgealert run` forwarding one log file to kinesalite, killed on drop.
-struct Agent {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Agent {
-    /// Starts the agent with `conf`, the given `kinesis.format`, and a webhook for
-    /// `slack:security`.
-    fn start(conf: &Path, emulator: &Emulator, format: &str, webhook: &Webhook) -> Agent {
-        let binary = std::env::var_os("EDGEALERT_AGENT_BIN")
-            .map(PathBuf::from)
-            .expect("EDGEALERT_AGENT_BIN must name the edgealert binary; scripts/test sets it");
-        let dir = tempfile::tempdir().unwrap();
-        copy_dir(conf, &dir.path().join("conf"));
-        let secret = dir.path().join("slack-security.url");
-        std::fs::write(&secret, webhook.url("/services/T0/B0/AGENTSECRET")).unwrap();
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let log = dir.path().join("osqueryd.results.log");
-        std::fs::write(&log, b"").unwrap();
-        let settings = serde_json::json!({
-            "slack": {"webhooks": {"security": {"file": secret}}},
-            "files": [log],
-            "state_dir": dir.path().join("state"),
-            "kinesis": {
-                "stream": STREAM,
-                "endpoint": emulator.endpoint(),
-                "region": "us-east-1",
-                "format": format,
-                "linger_ms": 50,
-            },
-        });
-        std::fs::write(dir.path().join("conf/agent.json"), settings.to_string()).unwrap();
-        let child = Command::new(binary)
-            .args(["run", "--conf"])
-            .arg(dir.path().join("conf"))
-            .env("AWS_ACCESS_KEY_ID", "AKIAEDGEALERTTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "edgealert-test-secret")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent/edgealert-test")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/edgealert-test")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
-            .spawn()
-            .unwrap();
-        Agent { child, dir }
-    }
-
-    fn append(&self, lines: &[Vec<u8>]) {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("osqueryd.results.log"))
-            .unwrap();
-        for line in lines {
-            file.write_all(line).unwrap();
-            file.write_all(b"\n").unwrap();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use serde_json::json;
 
 /// Every line of the osquery fixtures.
 fn fixture_lines() -> Vec<Vec<u8>> {
@@ -138,7 +63,12 @@ fn forward(conf: &Path, format: &str, lines: &[Vec<u8>]) -> Vec<StreamRecord> {
     let client = runtime.block_on(kinesis::client(&emulator.endpoint()));
     runtime.block_on(kinesis::create_stream(&client, STREAM, 1));
     let webhook = Webhook::start();
-    let agent = Agent::start(conf, &emulator, format, &webhook);
+    let agent = Agent::start(
+        conf,
+        &emulator,
+        json!({"kinesis": {"format": format}}),
+        &webhook,
+    );
     agent.append(lines);
 
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod faults;
 pub mod kinesis;
+pub mod matrix;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

@@ -4,9 +4,12 @@
 // Each test crate uses only some of the helpers.
 #![allow(dead_code)]
 
+pub mod agent;
 // The agent's test helpers, shared rather than copied.
 #[path = "../../../agent/tests/common/kinesis.rs"]
 pub mod kinesis;
+#[path = "../../../agent/tests/common/matrix.rs"]
+pub mod matrix;
 pub mod runtime_api;
 #[path = "../../../agent/tests/common/webhook.rs"]
 pub mod webhook;
