@@ -138,6 +138,47 @@ fn run_keeps_old_config_when_reload_is_invalid() {
 }
 
 #[test]
+fn run_without_webhook_source_suggests_valid_settings() {
+    let agent = Agent::new();
+    agent.configure(|settings| {
+        settings["slack"] = serde_json::json!({});
+    });
+
+    let output = Command::new(BIN)
+        .args(["run", "--conf"])
+        .arg(agent.path("conf"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hint = stderr
+        .split("add ")
+        .nth(1)
+        .and_then(|rest| rest.split(" to agent.json").next())
+        .unwrap_or_else(|| panic!("no settings hint in: {stderr}"));
+    let hint: serde_json::Value = serde_json::from_str(&format!("{{{hint}}}"))
+        .unwrap_or_else(|error| panic!("the hint {hint} is not JSON: {error}"));
+    let secret = agent.path("slack-security.url");
+    agent.configure(|settings| {
+        settings["slack"] = hint["slack"].clone();
+        settings["slack"]["webhooks"]["security"]["file"] = serde_json::json!(secret);
+    });
+    let validate = Command::new(BIN)
+        .args(["validate", "--conf"])
+        .arg(agent.path("conf"))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+}
+
+#[test]
 fn status_lists_missing_followed_file() {
     let mut agent = Agent::new();
     agent.start();

@@ -154,7 +154,7 @@ pub fn load(descriptor: &str, source: &SecretSource) -> Result<WebhookUrl, Secre
             }
             let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
                 error(format!(
-                    "no source configured and $CREDENTIALS_DIRECTORY is not set: add \"slack\": {{\"{descriptor}\": {{\"file\": \"/etc/edgealert/slack-{descriptor}.url\"}}}} to agent.json, or load the systemd credential {name}"
+                    "no source configured and $CREDENTIALS_DIRECTORY is not set: add \"slack\": {{\"webhooks\": {{\"{descriptor}\": {{\"file\": \"/etc/edgealert/slack-{descriptor}.url\"}}}}}} to agent.json, or load the systemd credential {name}"
                 ))
             })?;
             let path = Path::new(&dir).join(name);
