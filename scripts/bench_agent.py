@@ -282,10 +282,30 @@ def latency(samples, spacing):
             "webhook_max_ms": max(to_slack)}
 
 
+def wait_settled(agent, timeout):
+    """Wait until the agent has no pending work: every line read, the Slack outbox empty and
+    nothing buffered for Kinesis. Return False when that takes longer than `timeout` seconds."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        status = agent.status()
+        files = status.get("files") or []
+        read = bool(files) and all(
+            not entry.get("lag_bytes") and entry.get("acked_offset") == entry.get("read_offset")
+            for entry in files)
+        outbox = (status.get("slack") or {}).get("outbox", 0)
+        kinesis = status.get("kinesis") or {}
+        buffered = kinesis.get("buffered_records", 0) + kinesis.get("spool_records", 0)
+        if read and outbox == 0 and buffered == 0:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def memory_and_idle(rate, seconds, idle_seconds, settings=None):
     """Append fleet lines carrying `rate` rows a second for `seconds`, in batches every 10 ms,
-    sample RSS every half second, then count CPU time over `idle_seconds` of no input.
-    `settings` are merged into agent.json, for example a `kinesis` section."""
+    sample RSS every half second, wait until the agent has no pending work, then count CPU
+    time over `idle_seconds` of no input. `settings` are merged into agent.json, for example
+    a `kinesis` section."""
     lines = gen_osquery.generate(3, rows=rate * seconds)
     ticks_per_second = 100
     chunks, pending, next_rows = [], [], rate / ticks_per_second
@@ -311,6 +331,9 @@ def memory_and_idle(rate, seconds, idle_seconds, settings=None):
                 rss.append(agent.rss_kib())
             next_tick = started + (tick + 1) / ticks_per_second
             time.sleep(max(0.0, next_tick - time.perf_counter()))
+        settle_started = time.perf_counter()
+        settled = wait_settled(agent, 120)
+        settle_seconds = time.perf_counter() - settle_started
         time.sleep(2)
         ticks, cpu, wakes = agent.cpu_ticks(), cpu_seconds(agent.process.pid), wakeups(agent.process.pid)
         time.sleep(idle_seconds)
@@ -327,6 +350,7 @@ def memory_and_idle(rate, seconds, idle_seconds, settings=None):
             "idle_cpu_percent": 100.0 * idle_ticks / clock / idle_seconds,
             "idle_cpu_percent_schedstat": 100.0 * idle_cpu / idle_seconds,
             "idle_wakeups_per_s": idle_wakeups / idle_seconds,
+            "settled": settled, "settle_seconds": settle_seconds,
             "kinesis": status.get("kinesis")}
 
 
