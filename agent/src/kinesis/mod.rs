@@ -67,7 +67,7 @@ impl Default for KinesisSettings {
             compression: Compression::Zstd,
             zstd_level: 3,
             packed_record_bytes: 256 * 1024,
-            linger_ms: 200,
+            linger_ms: 1_000,
             max_buffer_bytes: 8 << 20,
             spool_after_ms: 15_000,
             spool_max_bytes: 1 << 30,
