@@ -287,6 +287,9 @@ impl Notifier {
                 }
                 Attempt::RetryAfter(wait) => {
                     tracing::warn!(webhook = %message.descriptor, alert_id = %message.alert_id, retry_after_ms = millis(wait), "Slack rate-limited the webhook; waiting for Retry-After.");
+                    // The hold outlives this invocation, so the next one in this container
+                    // does not post before the wait ends either.
+                    webhook.limiter.hold_until(Instant::now() + wait);
                     wait
                 }
                 Attempt::Retry(error) => {

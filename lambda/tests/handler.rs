@@ -347,6 +347,33 @@ async fn out_of_time_retries_from_record() {
 }
 
 #[tokio::test]
+async fn retry_after_holds_the_next_invocation() {
+    let webhook = Webhook::start();
+    let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());
+    let records = numbered(vec![netcat_process_line()]);
+    let event = kinesis_event(STREAM_ARN, &records);
+    webhook.script([Reply::rate_limited(30)]);
+
+    let first = handler.handle(&event, deadline_in(3)).await;
+    let second = handler.handle(&event, deadline_in(3)).await;
+
+    for report in [&first, &second] {
+        let failures: Vec<&str> = report
+            .response
+            .batch_item_failures
+            .iter()
+            .map(|failure| failure.item_identifier.as_str())
+            .collect();
+        assert_eq!(failures, vec![records[0].0.as_str()]);
+    }
+    assert_eq!(
+        webhook.received().len(),
+        1,
+        "the second invocation waits for Retry-After instead of posting"
+    );
+}
+
+#[tokio::test]
 async fn permanent_errors_are_not_retried() {
     let webhook = Webhook::start();
     let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());

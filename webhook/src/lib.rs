@@ -77,13 +77,15 @@ pub fn classify(
     }
 }
 
-/// Token bucket: `burst` messages back to back, then one per `interval`.
+/// Token bucket: `burst` messages back to back, then one per `interval`, and nothing
+/// before the end of a `Retry-After` wait set with [`RateLimiter::hold_until`].
 #[derive(Debug)]
 pub struct RateLimiter {
     capacity: f64,
     tokens: f64,
     interval: Duration,
     last: tokio::time::Instant,
+    hold_until: Option<tokio::time::Instant>,
 }
 
 impl RateLimiter {
@@ -95,6 +97,15 @@ impl RateLimiter {
             tokens: capacity,
             interval,
             last: tokio::time::Instant::now(),
+            hold_until: None,
+        }
+    }
+
+    /// Holds every message until `until`, as a `Retry-After` answer asks. A later hold
+    /// replaces an earlier one only when it ends later.
+    pub fn hold_until(&mut self, until: tokio::time::Instant) {
+        if self.hold_until.is_none_or(|current| current < until) {
+            self.hold_until = Some(until);
         }
     }
 
@@ -102,10 +113,15 @@ impl RateLimiter {
     /// available.
     pub fn delay(&mut self) -> Duration {
         self.refill();
+        let held = self.hold_until.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(tokio::time::Instant::now())
+        });
         if self.tokens >= 1.0 {
-            return Duration::ZERO;
+            return held;
         }
-        Duration::from_secs_f64((1.0 - self.tokens) * self.interval.as_secs_f64())
+        held.max(Duration::from_secs_f64(
+            (1.0 - self.tokens) * self.interval.as_secs_f64(),
+        ))
     }
 
     /// Waits until a token is available and takes it.
@@ -216,6 +232,19 @@ mod tests {
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(limiter.delay(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_holds_until_retry_after_ends() {
+        let mut limiter = RateLimiter::new(3, Duration::from_secs(1));
+        let start = tokio::time::Instant::now();
+        limiter.hold_until(start + Duration::from_secs(30));
+        limiter.hold_until(start + Duration::from_secs(5));
+
+        assert_eq!(limiter.delay(), Duration::from_secs(30));
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
         assert_eq!(limiter.delay(), Duration::ZERO);
     }
 
