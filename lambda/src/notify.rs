@@ -14,7 +14,7 @@
 //! Alert ids the agent notified are remembered too, so the same row arriving again in
 //! another format (such as from osquery's own logger) does not notify from the Lambda.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rules_core::dedup::{Decision, DedupState, Digest};
@@ -89,9 +89,10 @@ pub struct Notifier {
     client: reqwest::Client,
     delivery: Delivery,
     jitter: Jitter,
-    /// Alert ids whose message ran out of time; their next delivery notifies even though
-    /// the dedup state has seen them.
-    undelivered: HashSet<String>,
+    /// Alert ids whose messages ran out of time, with the Slack descriptors that already
+    /// got theirs. The next delivery of such an alert notifies even though the dedup state
+    /// has seen it, and sends only to the other descriptors.
+    undelivered: HashMap<String, BTreeSet<String>>,
     /// Digest messages that ran out of time, sent first by the next invocation.
     waiting_digests: Vec<Message>,
 }
@@ -136,7 +137,7 @@ impl Notifier {
             client,
             delivery,
             jitter: Jitter::seeded(),
-            undelivered: HashSet::new(),
+            undelivered: HashMap::new(),
             waiting_digests: Vec::new(),
         })
     }
@@ -178,7 +179,7 @@ impl Notifier {
             .get(&alert.rule)
             .and_then(|rule| rule.spec.dedup.as_ref());
         let mut decision = self.dedup.observe(alert, settings, now);
-        if decision == Decision::Duplicate && self.undelivered.contains(&alert.alert_id) {
+        if decision == Decision::Duplicate && self.undelivered.contains_key(&alert.alert_id) {
             decision = Decision::Notify;
         }
         let has_slack = alert
@@ -209,27 +210,34 @@ impl Notifier {
             .collect()
     }
 
-    /// Delivers `messages` of one alert in order until `deadline`. Returns the outcome of
-    /// the first message that was not sent, or [`Outcome::Sent`].
+    /// Delivers `messages` of one alert in order until `deadline`, skipping descriptors
+    /// that an earlier, out-of-time delivery of the same alert already reached. Returns the
+    /// outcome of the first message that was not sent, or [`Outcome::Sent`].
     pub async fn deliver_alert(&mut self, messages: &[Message], deadline: Instant) -> Outcome {
+        let Some(alert_id) = messages.first().map(|message| message.alert_id.clone()) else {
+            return Outcome::Sent;
+        };
+        let mut reached = self.undelivered.remove(&alert_id).unwrap_or_default();
         let mut result = Outcome::Sent;
         for message in messages {
+            if reached.contains(&message.descriptor) {
+                continue;
+            }
             match self.send(message, deadline).await {
-                Outcome::Sent => {}
+                Outcome::Sent => {
+                    reached.insert(message.descriptor.clone());
+                }
                 Outcome::OutOfTime => {
-                    self.remember_undelivered(&message.alert_id);
+                    self.remember_undelivered(alert_id, reached);
                     return Outcome::OutOfTime;
                 }
                 dropped => result = dropped,
             }
         }
-        if let Some(id) = messages.first().map(|message| &message.alert_id) {
-            self.undelivered.remove(id);
-        }
         result
     }
 
-    fn remember_undelivered(&mut self, alert_id: &str) {
+    fn remember_undelivered(&mut self, alert_id: String, reached: BTreeSet<String>) {
         if self.undelivered.len() >= MAX_UNDELIVERED {
             tracing::warn!(
                 limit = MAX_UNDELIVERED,
@@ -237,7 +245,7 @@ impl Notifier {
             );
             self.undelivered.clear();
         }
-        self.undelivered.insert(alert_id.to_owned());
+        self.undelivered.insert(alert_id, reached);
     }
 
     /// Forgets expired alert ids and sends the digests of dedup windows that ended by

@@ -374,6 +374,53 @@ async fn retry_after_holds_the_next_invocation() {
 }
 
 #[tokio::test]
+async fn retried_alert_skips_outputs_already_reached() {
+    let conf = conf_with_tiers(&[]);
+    std::fs::write(
+        conf.path().join("outputs.json"),
+        r#"{"slack": ["security", "ops"]}"#,
+    )
+    .unwrap();
+    let rule_path = conf.path().join("rules/netcat_command_execution.json");
+    let mut rule: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&rule_path).unwrap()).unwrap();
+    rule["outputs"] = serde_json::json!(["slack:security", "slack:ops"]);
+    std::fs::write(&rule_path, rule.to_string()).unwrap();
+    let security = Webhook::start();
+    let ops = Webhook::start();
+    ops.script([Reply::rate_limited(2)]);
+    let urls = BTreeMap::from([
+        (
+            "security".to_owned(),
+            check_url(&security.url("/services/T0/B0/SECURITY")).unwrap(),
+        ),
+        (
+            "ops".to_owned(),
+            check_url(&ops.url("/services/T0/B0/OPS")).unwrap(),
+        ),
+    ]);
+    let config = Config::load(conf.path()).expect("test configuration loads");
+    let handler = Handler::new(
+        Arc::new(config),
+        Notifier::new(urls, fast_delivery()).unwrap(),
+    );
+    let records = numbered(vec![netcat_process_line()]);
+    let event = kinesis_event(STREAM_ARN, &records);
+
+    let first = handler.handle(&event, deadline_in(1)).await;
+    let second = handler.handle(&event, deadline_in(10)).await;
+
+    assert_eq!(first.response.batch_item_failures.len(), 1);
+    assert!(second.response.batch_item_failures.is_empty());
+    assert_eq!(
+        security.accepted().len(),
+        1,
+        "security got its message once"
+    );
+    assert_eq!(ops.accepted().len(), 1, "ops got its message on the retry");
+}
+
+#[tokio::test]
 async fn permanent_errors_are_not_retried() {
     let webhook = Webhook::start();
     let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());
