@@ -278,7 +278,7 @@ impl Notifier {
         loop {
             let wait = webhook.limiter.delay();
             if Instant::now() + wait + MIN_REQUEST_TIME > deadline {
-                return Outcome::OutOfTime;
+                return wait_out(deadline).await;
             }
             webhook.limiter.acquire().await;
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -312,11 +312,20 @@ impl Notifier {
                 }
             };
             if Instant::now() + wait + MIN_REQUEST_TIME > deadline {
-                return Outcome::OutOfTime;
+                return wait_out(deadline).await;
             }
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// Waits until `deadline` and returns [`Outcome::OutOfTime`]. Ending the invocation early
+/// would make Lambda retry the batch at once, and a webhook held by `Retry-After` or failing
+/// could use up the event source mapping's retries in seconds; spending the invocation's
+/// time waiting makes each retry cover one function timeout.
+async fn wait_out(deadline: Instant) -> Outcome {
+    tokio::time::sleep_until(deadline).await;
+    Outcome::OutOfTime
 }
 
 fn digest_messages(config: &Config, digest: &Digest) -> Vec<Message> {

@@ -290,15 +290,15 @@ fn run_mapping(records: &[StreamRecord], webhook: &Webhook, kills: u32) -> Mappi
 
 /// Responses of the Lambda's webhook: every third message slowed by 150 ms (below the
 /// 200 ms a request is always given, so a slow response is never cut off), 5xx responses
-/// that the Lambda retries, short `Retry-After` waits, and `Retry-After` waits longer than the
-/// invocation, which end the invocation with a `batchItemFailures` entry.
+/// that the Lambda retries, short `Retry-After` waits, and `Retry-After` waits longer than
+/// the 2 s an invocation has for Slack, which end it with a `batchItemFailures` entry.
 fn faulty_answers(rng: &mut Rng, count: usize) -> Vec<Reply> {
     (0..count)
         .map(|index| match rng.range(0, 12) {
             0 => Reply::status(500, "server_error"),
             1 => Reply::status(503, "service_unavailable"),
             2 => Reply::rate_limited(1),
-            3 => Reply::rate_limited(30),
+            3 => Reply::rate_limited(4),
             _ if index % 3 == 0 => Reply {
                 delay: Duration::from_millis(150),
                 ..Reply::status(200, "ok")

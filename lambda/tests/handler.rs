@@ -349,13 +349,24 @@ async fn out_of_time_retries_from_record() {
 #[tokio::test]
 async fn retry_after_holds_the_next_invocation() {
     let webhook = Webhook::start();
-    let handler = handler_for(&repo().join("conf"), &webhook, fast_delivery());
+    let delivery = Delivery {
+        max_retry_after_seconds: 30,
+        ..fast_delivery()
+    };
+    let handler = handler_for(&repo().join("conf"), &webhook, delivery);
     let records = numbered(vec![netcat_process_line()]);
     let event = kinesis_event(STREAM_ARN, &records);
     webhook.script([Reply::rate_limited(30)]);
 
-    let first = handler.handle(&event, deadline_in(3)).await;
-    let second = handler.handle(&event, deadline_in(3)).await;
+    let started = Instant::now();
+    let first = handler.handle(&event, deadline_in(1)).await;
+    let first_took = started.elapsed();
+    let second = handler.handle(&event, deadline_in(1)).await;
+
+    assert!(
+        first_took >= Duration::from_millis(850),
+        "the invocation waits until its deadline instead of returning at once: {first_took:?}"
+    );
 
     for report in [&first, &second] {
         let failures: Vec<&str> = report
