@@ -79,6 +79,10 @@ pub struct ValidateArgs {
     /// Also load the Slack webhook secrets the rules need, as `edgealert run` does.
     #[arg(long)]
     pub secrets: bool,
+    /// Skip the rule test events in rules/tests/. `edgealert run` does not read them, so the
+    /// service's start check uses this: a stale test event never stops the agent.
+    #[arg(long)]
+    pub no_tests: bool,
     /// Source the log lines come from, as service:resource from sources.json.
     #[arg(long, value_name = "SERVICE:RESOURCE", default_value = "file:osquery")]
     pub source: String,

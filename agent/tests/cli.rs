@@ -82,6 +82,41 @@ fn test_command_fails_on_broken_rule() {
 }
 
 #[test]
+fn validate_no_tests_ignores_stale_test_events() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("conf"), dir.path());
+    std::fs::remove_file(dir.path().join("rules/netcat_listener.json")).unwrap();
+
+    let full = Command::new(BIN)
+        .args(["validate", "--conf"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let start_check = Command::new(BIN)
+        .args(["validate", "--no-tests", "--conf"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(!full.status.success());
+    assert!(
+        stderr.contains("trigger_rules[0]: unknown rule \"netcat_listener\""),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&start_check.stdout);
+    assert!(
+        start_check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start_check.stderr)
+    );
+    assert!(
+        stdout.contains("9 rules, test events not checked"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn validate_classifies_every_fixture_line() {
     let mut command = Command::new(BIN);
     command
