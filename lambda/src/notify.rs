@@ -34,7 +34,7 @@ const MAX_UNDELIVERED: usize = 10_000;
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
 
 /// Tier that delivers an alert's message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifiedBy {
     /// An agent notified before forwarding the line.
@@ -95,6 +95,10 @@ pub struct Notifier {
     undelivered: HashMap<String, BTreeSet<String>>,
     /// Digest messages that ran out of time, sent first by the next invocation.
     waiting_digests: Vec<Message>,
+    /// Dedup windows of alerts that agents notified for, kept so that the audit tells the
+    /// alerts an agent sent from those its window suppressed. The digests of these windows
+    /// are the agents' to send, so they are dropped.
+    agent_windows: DedupState,
 }
 
 /// Returns the Slack descriptors the Lambda notifies for: outputs of rules that are not
@@ -139,6 +143,7 @@ impl Notifier {
             jitter: Jitter::seeded(),
             undelivered: HashMap::new(),
             waiting_digests: Vec::new(),
+            agent_windows: DedupState::default(),
         })
     }
 
@@ -161,9 +166,16 @@ impl Notifier {
             Tier::Both => !agent_notified,
             Tier::Agent => false,
         };
+        let settings = config
+            .rules
+            .get(&alert.rule)
+            .and_then(|rule| rule.spec.dedup.as_ref());
         if !lambda_notifies {
             // Remembering the id keeps a second copy of this row, in any format, quiet.
-            let decision = self.dedup.observe(alert, None, now);
+            let mut decision = self.dedup.observe(alert, None, now);
+            if agent_notified && decision == Decision::Notify {
+                decision = self.agent_windows.observe(alert, settings, now);
+            }
             let notified_by = if agent_notified && decision == Decision::Notify {
                 NotifiedBy::Agent
             } else {
@@ -174,10 +186,6 @@ impl Notifier {
                 notified_by,
             };
         }
-        let settings = config
-            .rules
-            .get(&alert.rule)
-            .and_then(|rule| rule.spec.dedup.as_ref());
         let mut decision = self.dedup.observe(alert, settings, now);
         if decision == Decision::Duplicate && self.undelivered.contains_key(&alert.alert_id) {
             decision = Decision::Notify;
@@ -252,6 +260,8 @@ impl Notifier {
     /// `now`, with digests left over from earlier invocations, until `deadline`.
     pub async fn send_digests(&mut self, config: &Config, now: u64, deadline: Instant) {
         self.dedup.prune(now);
+        self.agent_windows.prune(now);
+        drop(self.agent_windows.due_digests(now));
         let mut messages = std::mem::take(&mut self.waiting_digests);
         for digest in self.dedup.due_digests(now) {
             messages.extend(digest_messages(config, &digest));

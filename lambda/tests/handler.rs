@@ -116,6 +116,66 @@ async fn agent_flag_defers_both_tier() {
     );
 }
 
+/// Returns `(decision, notified_by)` with their counts over the report's alerts.
+fn decisions(report: &Report) -> BTreeMap<(&'static str, NotifiedBy), usize> {
+    let mut counts = BTreeMap::new();
+    for alert in &report.alerts {
+        *counts
+            .entry((alert.decision, alert.notified_by))
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn agent_flag_audit_keeps_dedup_suppression() {
+    let lines: Vec<Vec<u8>> = std::fs::read(repo().join("tests/data/osquery/results_event.log"))
+        .unwrap()
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let flagged = Webhook::start();
+    let unflagged = Webhook::start();
+    let flagged_handler = handler_for(&repo().join("conf"), &flagged, fast_delivery());
+    let unflagged_handler = handler_for(&repo().join("conf"), &unflagged, fast_delivery());
+
+    let agent_sent = flagged_handler
+        .handle(
+            &kinesis_event(
+                STREAM_ARN,
+                &numbered(vec![packed(&lines, Codec::Zstd, true)]),
+            ),
+            deadline_in(30),
+        )
+        .await;
+    let lambda_sent = unflagged_handler
+        .handle(
+            &kinesis_event(
+                STREAM_ARN,
+                &numbered(vec![packed(&lines, Codec::Zstd, false)]),
+            ),
+            deadline_in(30),
+        )
+        .await;
+
+    let notified = decisions(&lambda_sent)[&("notify", NotifiedBy::Lambda)];
+    let suppressed = decisions(&lambda_sent)[&("suppressed", NotifiedBy::None)];
+    assert!(
+        suppressed > 0,
+        "the fixture repeats alerts within a dedup window"
+    );
+    assert_eq!(unflagged.accepted().len(), notified);
+    assert_eq!(
+        decisions(&agent_sent),
+        BTreeMap::from([
+            (("notify", NotifiedBy::Agent), notified),
+            (("suppressed", NotifiedBy::None), suppressed),
+        ])
+    );
+    assert!(flagged.received().is_empty());
+}
+
 #[tokio::test]
 async fn agent_tier_rules_never_notify_from_the_lambda() {
     let webhook = Webhook::start();
