@@ -49,8 +49,28 @@ pub async fn post(request: reqwest::RequestBuilder, max_retry_after_seconds: u64
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Attempt::Delivered;
+    }
+    let body = read_excerpt(response).await;
     classify(status.as_u16(), retry_after, &body, max_retry_after_seconds)
+}
+
+/// Most bytes of an error response's body that [`post`] reads: enough for the excerpt, and
+/// little enough that a server answering with gigabytes cannot exhaust the sender's memory.
+const BODY_READ_BYTES: usize = 4096;
+
+/// Reads up to [`BODY_READ_BYTES`] of the body, as text with invalid UTF-8 replaced.
+async fn read_excerpt(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < BODY_READ_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(BODY_READ_BYTES);
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Classifies a webhook response by its status code, `Retry-After` value in seconds and
@@ -246,6 +266,60 @@ mod tests {
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(30));
         assert_eq!(limiter.delay(), Duration::ZERO);
+    }
+
+    /// Answers one request with `status` and a chunked body that never ends.
+    async fn endless_body_server(status: u16) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+            );
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 65536, "e".repeat(65536));
+            while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        format!("http://{address}/services/T0/B0/X")
+    }
+
+    #[tokio::test]
+    async fn post_reads_only_an_excerpt_of_an_endless_body() {
+        let url = endless_body_server(500).await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+
+        let attempt = post(client.post(&url).body("{}"), 60).await;
+
+        let Attempt::Retry(error) = attempt else {
+            panic!("expected a retryable error, got {attempt:?}");
+        };
+        assert_eq!(
+            error,
+            format!("HTTP 500: {}", "e".repeat(BODY_EXCERPT_CHARS))
+        );
+    }
+
+    #[tokio::test]
+    async fn post_does_not_read_the_body_of_a_success() {
+        let url = endless_body_server(200).await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+
+        assert_eq!(
+            post(client.post(&url).body("{}"), 60).await,
+            Attempt::Delivered
+        );
     }
 
     #[test]
