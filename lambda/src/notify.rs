@@ -29,10 +29,6 @@ use crate::settings::Delivery;
 /// Most alert ids kept as waiting for a retry of their message.
 const MAX_UNDELIVERED: usize = 10_000;
 
-/// Shortest time a webhook request is given; a request that cannot get it before the
-/// deadline is left for the next invocation.
-const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
-
 /// Tier that delivers an alert's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,29 +215,39 @@ impl Notifier {
     }
 
     /// Delivers `messages` of one alert in order until `deadline`, skipping descriptors
-    /// that an earlier, out-of-time delivery of the same alert already reached. Returns the
+    /// that an earlier, unfinished delivery of the same alert already reached. Returns the
     /// outcome of the first message that was not sent, or [`Outcome::Sent`].
+    ///
+    /// The alert counts as undelivered until every message is sent or dropped, so a retry
+    /// notifies again after an invocation that ran out of time, panicked or was cancelled
+    /// midway.
     pub async fn deliver_alert(&mut self, messages: &[Message], deadline: Instant) -> Outcome {
         let Some(alert_id) = messages.first().map(|message| message.alert_id.clone()) else {
             return Outcome::Sent;
         };
-        let mut reached = self.undelivered.remove(&alert_id).unwrap_or_default();
+        if !self.undelivered.contains_key(&alert_id) {
+            self.remember_undelivered(alert_id.clone(), BTreeSet::new());
+        }
         let mut result = Outcome::Sent;
         for message in messages {
-            if reached.contains(&message.descriptor) {
+            let reached = self
+                .undelivered
+                .get(&alert_id)
+                .is_some_and(|reached| reached.contains(&message.descriptor));
+            if reached {
                 continue;
             }
             match self.send(message, deadline).await {
                 Outcome::Sent => {
-                    reached.insert(message.descriptor.clone());
+                    if let Some(reached) = self.undelivered.get_mut(&alert_id) {
+                        reached.insert(message.descriptor.clone());
+                    }
                 }
-                Outcome::OutOfTime => {
-                    self.remember_undelivered(alert_id, reached);
-                    return Outcome::OutOfTime;
-                }
+                Outcome::OutOfTime => return Outcome::OutOfTime,
                 dropped => result = dropped,
             }
         }
+        self.undelivered.remove(&alert_id);
         result
     }
 
@@ -287,7 +293,7 @@ impl Notifier {
         let mut failures = 0u32;
         loop {
             let wait = webhook.limiter.delay();
-            if Instant::now() + wait + MIN_REQUEST_TIME > deadline {
+            if !fits(wait + self.delivery.min_request_time, deadline) {
                 return wait_out(deadline).await;
             }
             webhook.limiter.acquire().await;
@@ -307,7 +313,7 @@ impl Notifier {
                     tracing::warn!(webhook = %message.descriptor, alert_id = %message.alert_id, retry_after_ms = millis(wait), "Slack rate-limited the webhook; waiting for Retry-After.");
                     // The hold outlives this invocation, so the next one in this container
                     // does not post before the wait ends either.
-                    webhook.limiter.hold_until(Instant::now() + wait);
+                    webhook.limiter.hold_until(later(wait));
                     wait
                 }
                 Attempt::Retry(error) => {
@@ -321,12 +327,24 @@ impl Notifier {
                     self.jitter.backoff(failures)
                 }
             };
-            if Instant::now() + wait + MIN_REQUEST_TIME > deadline {
+            if !fits(wait + self.delivery.min_request_time, deadline) {
                 return wait_out(deadline).await;
             }
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// Returns the instant `wait` from now, or about 30 years from now when that overflows.
+fn later(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
+/// Returns true when `duration` from now ends no later than `deadline`.
+fn fits(duration: Duration, deadline: Instant) -> bool {
+    deadline.saturating_duration_since(Instant::now()) >= duration
 }
 
 /// Waits until `deadline` and returns [`Outcome::OutOfTime`]. Ending the invocation early

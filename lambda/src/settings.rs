@@ -25,6 +25,11 @@ pub const ENV_TIMEOUT_MS: &str = "EDGEALERT_SLACK_TIMEOUT_MS";
 pub const ENV_MAX_RETRY_AFTER: &str = "EDGEALERT_SLACK_MAX_RETRY_AFTER_SECONDS";
 /// Time kept free before the invocation deadline to return the response, in ms.
 pub const ENV_DEADLINE_MARGIN_MS: &str = "EDGEALERT_DEADLINE_MARGIN_MS";
+/// Environment variable: time that must be left before the deadline to start a request.
+pub const ENV_MIN_REQUEST_MS: &str = "EDGEALERT_SLACK_MIN_REQUEST_MS";
+
+/// Longest time any duration setting may name, in milliseconds: a day.
+const MAX_SETTING_MS: u64 = 86_400_000;
 
 /// Source of the webhook URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +67,10 @@ pub struct Delivery {
     pub max_retry_after_seconds: u64,
     /// Time kept free before the invocation deadline.
     pub deadline_margin: Duration,
+    /// Time that must be left before the deadline (after the margin) to start a request. A
+    /// request cut off by the deadline may still have been posted, and its retry posts the
+    /// message again, so a request starts only when a slow Slack response still fits.
+    pub min_request_time: Duration,
 }
 
 impl Default for Delivery {
@@ -73,6 +82,7 @@ impl Default for Delivery {
             timeout: Duration::from_millis(10_000),
             max_retry_after_seconds: 300,
             deadline_margin: Duration::from_millis(1_000),
+            min_request_time: Duration::from_millis(2_000),
         }
     }
 }
@@ -103,23 +113,50 @@ impl Settings {
         };
         let mut errors = Vec::new();
         let defaults = Delivery::default();
-        let mut number = |name: &str, default: u64| -> u64 {
+        let mut number = |name: &str, default: u64, max: u64| -> u64 {
             match lookup(name) {
                 None => default,
-                Some(text) => text.trim().parse::<u64>().unwrap_or_else(|_| {
-                    errors.push(format!(
-                        "{name}={text:?} is not a whole number; unset it to use {default}"
-                    ));
-                    default
-                }),
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(value) if value <= max => value,
+                    Ok(_) => {
+                        errors.push(format!(
+                            "{name}={text:?} is over the maximum {max}; unset it to use {default}"
+                        ));
+                        default
+                    }
+                    Err(_) => {
+                        errors.push(format!(
+                            "{name}={text:?} is not a whole number; unset it to use {default}"
+                        ));
+                        default
+                    }
+                },
             }
         };
-        let min_interval_ms = number(ENV_MIN_INTERVAL_MS, millis(defaults.min_interval));
-        let burst = number(ENV_BURST, u64::from(defaults.burst));
-        let max_attempts = number(ENV_MAX_ATTEMPTS, u64::from(defaults.max_attempts));
-        let timeout_ms = number(ENV_TIMEOUT_MS, millis(defaults.timeout));
-        let max_retry_after_seconds = number(ENV_MAX_RETRY_AFTER, defaults.max_retry_after_seconds);
-        let margin_ms = number(ENV_DEADLINE_MARGIN_MS, millis(defaults.deadline_margin));
+        let day_ms = MAX_SETTING_MS;
+        let min_interval_ms = number(ENV_MIN_INTERVAL_MS, millis(defaults.min_interval), day_ms);
+        let burst = number(ENV_BURST, u64::from(defaults.burst), u64::from(u32::MAX));
+        let max_attempts = number(
+            ENV_MAX_ATTEMPTS,
+            u64::from(defaults.max_attempts),
+            u64::from(u32::MAX),
+        );
+        let timeout_ms = number(ENV_TIMEOUT_MS, millis(defaults.timeout), day_ms);
+        let max_retry_after_seconds = number(
+            ENV_MAX_RETRY_AFTER,
+            defaults.max_retry_after_seconds,
+            day_ms / 1000,
+        );
+        let margin_ms = number(
+            ENV_DEADLINE_MARGIN_MS,
+            millis(defaults.deadline_margin),
+            day_ms,
+        );
+        let min_request_ms = number(
+            ENV_MIN_REQUEST_MS,
+            millis(defaults.min_request_time),
+            day_ms,
+        );
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
@@ -133,6 +170,7 @@ impl Settings {
                 timeout: Duration::from_millis(timeout_ms.max(1)),
                 max_retry_after_seconds,
                 deadline_margin: Duration::from_millis(margin_ms),
+                min_request_time: Duration::from_millis(min_request_ms),
             },
         })
     }
@@ -206,6 +244,16 @@ mod tests {
             error.contains("EDGEALERT_SLACK_TIMEOUT_MS=\"-1\""),
             "{error}"
         );
+    }
+
+    #[test]
+    fn values_over_a_day_are_rejected() {
+        let error = settings(&[(ENV_MAX_RETRY_AFTER, "18446744073709551615")]).unwrap_err();
+        assert_eq!(
+            error,
+            "EDGEALERT_SLACK_MAX_RETRY_AFTER_SECONDS=\"18446744073709551615\" is over the maximum 86400; unset it to use 300"
+        );
+        assert!(settings(&[(ENV_MAX_RETRY_AFTER, "86400")]).is_ok());
     }
 
     #[test]

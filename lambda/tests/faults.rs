@@ -192,6 +192,8 @@ fn run_mapping(records: &[StreamRecord], webhook: &Webhook, kills: u32) -> Mappi
         ),
         ("EDGEALERT_SLACK_MIN_INTERVAL_MS", "10".to_owned()),
         ("EDGEALERT_DEADLINE_MARGIN_MS", "1000".to_owned()),
+        // The 3 s invocations leave 2 s for Slack; the slowest scripted response is 150 ms.
+        ("EDGEALERT_SLACK_MIN_REQUEST_MS", "200".to_owned()),
     ];
     let mut bootstrap = Some(Bootstrap::start(&api, &environment));
     let mut mapping = Mapping::default();

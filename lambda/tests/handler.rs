@@ -26,6 +26,7 @@ fn fast_delivery() -> Delivery {
         timeout: Duration::from_secs(5),
         max_retry_after_seconds: 5,
         deadline_margin: Duration::from_millis(100),
+        min_request_time: Duration::from_millis(200),
     }
 }
 
@@ -489,6 +490,41 @@ async fn retried_alert_skips_outputs_already_reached() {
         "security got its message once"
     );
     assert_eq!(ops.accepted().len(), 1, "ops got its message on the retry");
+}
+
+#[tokio::test]
+async fn cancelled_delivery_notifies_on_retry() {
+    let webhook = Webhook::start();
+    webhook.script([Reply {
+        delay: Duration::from_secs(5),
+        ..Reply::status(500, "slow")
+    }]);
+    let config = Config::load(&repo().join("conf")).unwrap();
+    let url = check_url(&webhook.url("/services/T0/B0/SECRET")).unwrap();
+    let mut notifier = Notifier::new(
+        BTreeMap::from([("security".to_owned(), url)]),
+        fast_delivery(),
+    )
+    .unwrap();
+    let line = netcat_process_line();
+    let classified = config
+        .classify(&rules_core::Source::new("kinesis", "edgealert"), &line)
+        .unwrap();
+    let alert = config.rules.evaluate(&classified.events()[0]).remove(0);
+
+    let first = notifier.decide(&config, &alert, false, 1_741_950_000);
+    let messages = notifier.messages(&config, &alert);
+    // Dropping the future mid-request stands for an invocation that panicked or was cut off.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        notifier.deliver_alert(&messages, deadline_in(30)),
+    )
+    .await;
+    let retry = notifier.decide(&config, &alert, false, 1_741_950_001);
+
+    assert_eq!(first.notified_by, NotifiedBy::Lambda);
+    assert!(cancelled.is_err(), "the delivery was still waiting");
+    assert_eq!(retry.notified_by, NotifiedBy::Lambda);
 }
 
 #[tokio::test]

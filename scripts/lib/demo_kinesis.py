@@ -37,8 +37,8 @@ KIND_INTERNAL = 1
 KIND_SPLIT_ROW = 2
 FLAG_NOTIFIED = 1
 NO_FILE = 65535
-# Readers of the format reject bodies that expand past 64 MiB (docs/kinesis-records.md).
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# Readers of the format reject bodies that expand past 8 MiB (docs/kinesis-records.md).
+MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class KinesisError(Exception):
