@@ -91,8 +91,8 @@ pub struct Notifier {
     undelivered: HashMap<String, BTreeSet<String>>,
     /// Digest messages that ran out of time, sent first by the next invocation.
     waiting_digests: Vec<Message>,
-    /// Dedup windows of alerts that agents notified for, kept so that the audit tells the
-    /// alerts an agent sent from those its window suppressed. The digests of these windows
+    /// Dedup windows of alerts that agents notified for, kept so that the audit separates
+    /// the alerts an agent sent from those its window suppressed. The digests of these windows
     /// are the agents' to send, so they are dropped.
     agent_windows: DedupState,
 }
@@ -237,7 +237,7 @@ impl Notifier {
             if reached {
                 continue;
             }
-            match self.send(message, deadline).await {
+            match self.send(message, deadline, Wait::UntilDeadline).await {
                 Outcome::Sent => {
                     if let Some(reached) = self.undelivered.get_mut(&alert_id) {
                         reached.insert(message.descriptor.clone());
@@ -274,7 +274,7 @@ impl Notifier {
         }
         let mut pending = messages.into_iter();
         while let Some(message) = pending.next() {
-            if self.send(&message, deadline).await == Outcome::OutOfTime {
+            if self.send(&message, deadline, Wait::No).await == Outcome::OutOfTime {
                 self.waiting_digests.push(message);
                 self.waiting_digests.extend(pending);
                 return;
@@ -283,8 +283,9 @@ impl Notifier {
     }
 
     /// Sends one message: rate limit, `Retry-After`, retries with backoff for retryable
-    /// failures, none for permanent ones, all before `deadline`.
-    async fn send(&mut self, message: &Message, deadline: Instant) -> Outcome {
+    /// failures, none for permanent ones, all before `deadline`. `late` says whether to wait
+    /// for the deadline when the message cannot be sent in time.
+    async fn send(&mut self, message: &Message, deadline: Instant, late: Wait) -> Outcome {
         let Some(webhook) = self.webhooks.get_mut(&message.descriptor) else {
             let error = "no webhook URL is loaded for this Slack output".to_owned();
             tracing::error!(webhook = %message.descriptor, alert_id = %message.alert_id, "{error}; the alert is only in the audit log.");
@@ -294,7 +295,7 @@ impl Notifier {
         loop {
             let wait = webhook.limiter.delay();
             if !fits(wait + self.delivery.min_request_time, deadline) {
-                return wait_out(deadline).await;
+                return out_of_time(deadline, late).await;
             }
             webhook.limiter.acquire().await;
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -328,7 +329,7 @@ impl Notifier {
                 }
             };
             if !fits(wait + self.delivery.min_request_time, deadline) {
-                return wait_out(deadline).await;
+                return out_of_time(deadline, late).await;
             }
             tokio::time::sleep(wait).await;
         }
@@ -347,12 +348,23 @@ fn fits(duration: Duration, deadline: Instant) -> bool {
     deadline.saturating_duration_since(Instant::now()) >= duration
 }
 
-/// Waits until `deadline` and returns [`Outcome::OutOfTime`]. Ending the invocation early
-/// would make Lambda retry the batch at once, and a webhook held by `Retry-After` or failing
-/// could use up the event source mapping's retries in seconds; spending the invocation's
-/// time waiting makes each retry cover one function timeout.
-async fn wait_out(deadline: Instant) -> Outcome {
-    tokio::time::sleep_until(deadline).await;
+/// What [`Notifier::send`] does when a message cannot be sent before the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Waits until the deadline: the batch stops at this record and Lambda retries it.
+    UntilDeadline,
+    /// Returns at once: digests wait for the next invocation, and the batch is done.
+    No,
+}
+
+/// Returns [`Outcome::OutOfTime`], after waiting until `deadline` when `wait` says so.
+/// Ending the invocation early makes Lambda retry the batch at once, so a held or failing
+/// webhook could use up the event source mapping's retries in seconds. Waiting makes each
+/// retry cover one timeout.
+async fn out_of_time(deadline: Instant, wait: Wait) -> Outcome {
+    if wait == Wait::UntilDeadline {
+        tokio::time::sleep_until(deadline).await;
+    }
     Outcome::OutOfTime
 }
 
