@@ -28,7 +28,7 @@ pub const ENV_DEADLINE_MARGIN_MS: &str = "EDGEALERT_DEADLINE_MARGIN_MS";
 /// Environment variable: time that must be left before the deadline to start a request.
 pub const ENV_MIN_REQUEST_MS: &str = "EDGEALERT_SLACK_MIN_REQUEST_MS";
 
-/// Longest time any duration setting may name, in milliseconds: a day.
+/// Maximum value of any duration setting, in milliseconds: a day.
 const MAX_SETTING_MS: u64 = 86_400_000;
 
 /// Source of the webhook URLs.

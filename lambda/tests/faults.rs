@@ -290,10 +290,11 @@ fn run_mapping(records: &[StreamRecord], webhook: &Webhook, kills: u32) -> Mappi
     mapping
 }
 
-/// Responses of the Lambda's webhook: every third message slowed by 150 ms (below the
-/// 200 ms a request is always given, so a slow response is never cut off), 5xx responses
-/// that the Lambda retries, short `Retry-After` waits, and `Retry-After` waits longer than
-/// the 2 s an invocation has for Slack, which end it with a `batchItemFailures` entry.
+/// Returns the responses of the Lambda's webhook. Every third message is slowed by 150 ms,
+/// below the 200 ms a request is always given, so a slow response is never cut off. The
+/// others include 5xx responses that the Lambda retries, short `Retry-After` waits, and
+/// waits longer than the 2 s an invocation has for Slack, which end it with a
+/// `batchItemFailures` entry.
 fn faulty_answers(rng: &mut Rng, count: usize) -> Vec<Reply> {
     (0..count)
         .map(|index| match rng.range(0, 12) {

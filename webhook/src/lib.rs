@@ -56,8 +56,8 @@ pub async fn post(request: reqwest::RequestBuilder, max_retry_after_seconds: u64
     classify(status.as_u16(), retry_after, &body, max_retry_after_seconds)
 }
 
-/// Most bytes of an error response's body that [`post`] reads: enough for the excerpt, and
-/// little enough that a server answering with gigabytes cannot exhaust the sender's memory.
+/// Maximum bytes of an error response's body that [`post`] reads: enough for the excerpt,
+/// and little enough that a server responding with gigabytes cannot exhaust memory.
 const BODY_READ_BYTES: usize = 4096;
 
 /// Reads up to [`BODY_READ_BYTES`] of the body, as text with invalid UTF-8 replaced.
@@ -121,8 +121,8 @@ impl RateLimiter {
         }
     }
 
-    /// Holds every message until `until`, as a `Retry-After` answer asks. A later hold
-    /// replaces an earlier one only when it ends later.
+    /// Holds every message until `until`, as a `Retry-After` response requests. A later
+    /// hold replaces an earlier one only when it ends later.
     pub fn hold_until(&mut self, until: tokio::time::Instant) {
         if self.hold_until.is_none_or(|current| current < until) {
             self.hold_until = Some(until);
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(limiter.delay(), Duration::ZERO);
     }
 
-    /// Answers one request with `status` and a chunked body that never ends.
+    /// Responds to one request with `status` and a chunked body that never ends.
     async fn endless_body_server(status: u16) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -290,7 +290,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn post_reads_only_an_excerpt_of_an_endless_body() {
+    async fn post_reads_excerpt_of_endless_body() {
         let url = endless_body_server(500).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -309,7 +309,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn post_does_not_read_the_body_of_a_success() {
+    async fn post_skips_body_of_success() {
         let url = endless_body_server(200).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))

@@ -1,6 +1,6 @@
-//! Harness of the fault matrix, shared by the agent's `tests/faults.rs` and the Lambda's
-//! `tests/faults.rs`: a seeded generator of osquery lines that each carry a unique id, the
-//! accounting of what reached the Kinesis stream and the webhooks, and the result row that
+//! Harness of the fault matrix, shared by the agent's and the Lambda's `tests/faults.rs`.
+//! It has a seeded generator of osquery lines that each carry a unique id, the accounting
+//! of what reached the Kinesis stream and the webhooks, and the result row that
 //! `scripts/faults` turns into a table.
 //!
 //! Every generated line contains the marker `fault-line-<id>.` in a string value, so a line is
@@ -501,7 +501,7 @@ impl Report {
 
     /// Records the alerts: every expected id delivered, and at most `max_resent` extra
     /// deliveries in all. A kill can cut the agent off between Slack receiving a message and
-    /// the agent reading the answer; the restarted agent then sends that message again,
+    /// the agent reading the response; the restarted agent then sends that message again,
     /// because Slack webhooks take no idempotency key.
     pub fn alerts_resent_at_most(
         &mut self,

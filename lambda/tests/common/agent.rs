@@ -32,11 +32,13 @@ impl Agent {
         let binary = std::env::var_os("EDGEALERT_AGENT_BIN")
             .map(PathBuf::from)
             .expect("EDGEALERT_AGENT_BIN must name the edgealert binary; scripts/test sets it");
+
         let dir = tempfile::tempdir().unwrap();
         super::copy_dir(conf, &dir.path().join("conf"));
         let secret = dir.path().join("slack-security.url");
         std::fs::write(&secret, webhook.url("/services/T0/B0/AGENTSECRET")).unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+
         let log = dir.path().join("osqueryd.results.log");
         std::fs::write(&log, b"").unwrap();
         let mut settings = serde_json::json!({
